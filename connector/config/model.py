@@ -1,0 +1,251 @@
+"""The validated configuration, as plain frozen dataclasses.
+
+`connector.config.load_config(path)` builds a `Config` from the user's YAML/JSON file
+(after `${VAR}` interpolation and marshmallow validation). Everything else in the
+connector reads these objects, never the raw file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from connector.settings import Secret
+
+# ---------------------------------------------------------------- PIM side
+
+
+@dataclass(frozen=True)
+class PimConfig:
+    timeout: float = 30.0                 # seconds, every HTTP call
+    max_in_flight: int = 4                # concurrent requests per connection (fleet-wide)
+    requests_per_second: float = 100.0    # fleet-wide request rate
+    option_writes_per_second: float = 3.0 # fleet-wide option PATCH rate
+    structure_cache_ttl: int = 900        # seconds
+    token_refresh_margin: int = 60        # refresh this many seconds before expiry
+    locales: tuple[str, ...] = ()         # activated locales; empty = take from structure/any
+    channels: tuple[str, ...] = ()
+
+
+# ---------------------------------------------------------------- DAM side
+
+AuthType = Literal["none", "bearer", "basic", "api_key", "oauth2_client_credentials"]
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    type: AuthType = "none"
+    token: Secret | None = None           # bearer
+    username: str | None = None           # basic
+    password: Secret | None = None        # basic
+    header: str = "X-API-Key"             # api_key
+    value: Secret | None = None           # api_key
+    token_url: str | None = None          # oauth2_client_credentials
+    client_id: str | None = None
+    client_secret: Secret | None = None
+    scope: str | None = None
+
+
+PaginationType = Literal["none", "page_number", "offset", "cursor", "header_cursor", "link_header"]
+
+
+@dataclass(frozen=True)
+class PaginationConfig:
+    type: PaginationType = "none"
+    page_size: int = 100
+    size_param: str = "limit"             # page_number / offset / cursor: page size parameter
+    page_param: str = "page"              # page_number
+    start_page: int = 1                   # page_number
+    offset_param: str = "offset"          # offset
+    cursor_param: str = "cursor"          # cursor / header_cursor: request parameter
+    cursor_path: str = "next_cursor"      # cursor: dotted path of the token in the body
+    cursor_header: str = "X-Next-Cursor"  # header_cursor: response header with the token
+
+
+SinceFormat = str  # "iso" | "epoch" | "epoch_ms" | a strftime pattern
+
+
+@dataclass(frozen=True)
+class ListEndpointConfig:
+    path: str                              # e.g. /api/v4/media/
+    since_param: str | None = None         # query parameter for "changed since"
+    since_format: SinceFormat = "iso"
+    params: dict[str, str] = field(default_factory=dict)  # extra fixed query parameters
+    items_path: str = ""                   # dotted path to the list in the body; "" = body
+    id_field: str = "id"                   # dotted path inside one item
+    updated_field: str = "updated"         # dotted path inside one item
+
+
+@dataclass(frozen=True)
+class RestSourceConfig:
+    base_url: str
+    list: ListEndpointConfig
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    pagination: PaginationConfig = field(default_factory=PaginationConfig)
+    get_path: str | None = None            # e.g. /api/v4/media/{id}/ ; None = not supported
+    deletions: ListEndpointConfig | None = None
+    media_url_field: str | None = None     # dotted path of the binary's URL in an item
+    filename_field: str | None = None      # dotted path of the file name
+    folder_field: str | None = None        # dotted path of the folder/category path
+    tags_field: str | None = None          # dotted path of the tag list (or separated string)
+    requests_per_second: float = 10.0
+    timeout: float = 30.0
+    max_retries: int = 5                   # for 429/5xx on the DAM side
+
+
+@dataclass(frozen=True)
+class FolderSourceConfig:
+    path: str
+    sidecar_suffix: str = ".json"          # photo.jpg + photo.jpg.json
+    include: tuple[str, ...] = ("*",)      # glob patterns on file names
+    exclude: tuple[str, ...] = (".*", "*.json", "*.tmp", "*.part")
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    every: float | None = None             # seconds
+    crontab: str | None = None             # "*/5 * * * *"
+
+
+DeletionAction = Literal["delete", "flag", "ignore"]
+
+
+@dataclass(frozen=True)
+class DeletionPolicy:
+    action: DeletionAction = "ignore"
+    attribute: str | None = None           # flag: attribute to set/clear
+    value: Any = None                      # flag: data to write (None clears)
+
+
+@dataclass(frozen=True)
+class MediaConfig:
+    allowed_hosts: tuple[str, ...] = ()    # empty = the DAM's own host only
+    max_bytes: int = 200 * 1024 * 1024
+    timeout: float = 60.0
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    name: str
+    type: Literal["rest", "folder"]
+    rest: RestSourceConfig | None = None
+    folder: FolderSourceConfig | None = None
+    families: tuple[str, ...] = ()         # family names this source feeds; empty = all
+    schedule: ScheduleConfig | None = None
+    reconcile_schedule: ScheduleConfig | None = None
+    deletion_policy: DeletionPolicy = field(default_factory=DeletionPolicy)
+    media: MediaConfig = field(default_factory=MediaConfig)
+
+
+# ---------------------------------------------------------------- transformation
+
+
+@dataclass(frozen=True)
+class Selector:
+    """Picks a fact out of a DAM asset.
+
+    Exactly one of: `property` (dotted path; truthy / equals / in), `folder` (prefix of the
+    asset's folder), `tag` (the asset carries it), `filename_regex` (search on the file
+    name), `expression` (a small safe expression over the record, see docs), `always`.
+    """
+
+    property: str | None = None
+    equals: Any = None
+    in_: tuple[Any, ...] | None = None
+    folder: str | None = None
+    tag: str | None = None
+    filename_regex: str | None = None
+    expression: str | None = None
+    always: bool = False
+
+
+@dataclass(frozen=True)
+class ValueSource:
+    """Where one value comes from: a property, a constant, or a regex over a property."""
+
+    property: str | None = None            # dotted path in the DAM record
+    constant: Any = None
+    regex: str | None = None               # applied to `property` (or the filename); group
+    group: str | int = 1                   # name or number of the group to keep
+
+
+@dataclass(frozen=True)
+class AttributeMapping:
+    attribute: str                         # PIM attribute code
+    source: ValueSource
+    expected_type: str | None = None       # optional; checked by `connector check`
+    separator: str = ","                   # multiple_options given as one string
+    locale: str | None = None              # force a locale for this value
+    channel: str | None = None             # force a channel for this value
+    option_map: dict[str, str] = field(default_factory=dict)  # DAM label → option code
+
+
+@dataclass(frozen=True)
+class LocaleRule:
+    property: str | None = None
+    filename_regex: str | None = None      # group "locale" or group 1
+    default: str | None = None             # for localizable attributes with no locale found
+    map: dict[str, str] = field(default_factory=dict)  # "fr" → "fr_FR"
+
+
+@dataclass(frozen=True)
+class ProductLinkConfig:
+    mode: Literal["none", "rules", "direct"] = "none"
+    identifier_property: str | None = None
+    identifier_regex: str | None = None    # named group "identifier" (or group 1)
+    product_attribute: str | None = None   # direct: the products' asset-collection attribute
+
+
+@dataclass(frozen=True)
+class FamilyConfig:
+    name: str                              # PIM asset family code
+    match: Selector                        # which DAM assets belong to this family
+    mapping: tuple[AttributeMapping, ...]
+    locale: LocaleRule = field(default_factory=LocaleRule)
+    channel: str | None = None             # channel for scopable attributes
+    auto_create_options: bool = False
+    product_asset: Selector = field(default_factory=lambda: Selector(always=True))
+    product_link: ProductLinkConfig = field(default_factory=ProductLinkConfig)
+
+
+# ---------------------------------------------------------------- pipeline
+
+
+@dataclass(frozen=True)
+class SyncConfig:
+    chunk_size: int = 100                  # DAM assets per transform task
+    push_batch_size: int = 100             # assets per PIM request (≤ 100)
+    max_retries: int = 8
+    backoff_base: float = 2.0              # seconds
+    backoff_max: float = 300.0             # seconds
+    watermark_overlap: float = 60.0        # seconds subtracted from the run start
+    run_lock_ttl: int = 3600               # seconds; renewed while a run is alive
+    quarantine_ttl: int = 30 * 24 * 3600
+
+
+@dataclass(frozen=True)
+class Config:
+    families: tuple[FamilyConfig, ...]
+    sources: tuple[SourceConfig, ...]
+    # which DAM assets are product assets at all (checked before the family's own rule)
+    product_asset: Selector = field(default_factory=lambda: Selector(always=True))
+    pim: PimConfig = field(default_factory=PimConfig)
+    sync: SyncConfig = field(default_factory=SyncConfig)
+    path: str | None = None                # the file it came from
+
+    def family(self, name: str) -> FamilyConfig:
+        for f in self.families:
+            if f.name == name:
+                return f
+        raise KeyError(name)
+
+    def source(self, name: str) -> SourceConfig:
+        for s in self.sources:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+    def families_of(self, source: SourceConfig) -> tuple[FamilyConfig, ...]:
+        if not source.families:
+            return self.families
+        return tuple(f for f in self.families if f.name in source.families)

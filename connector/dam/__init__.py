@@ -1,0 +1,1 @@
+"""DAM side: the `DamSource` port and its adapters (generic REST, hot folder)."""

@@ -1,0 +1,117 @@
+"""The port the pipeline talks to. Each DAM is an adapter behind it."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import IO, Any
+
+
+class DamError(Exception):
+    """The DAM could not be read (after retries); carries a reason for the run report."""
+
+
+class TransientDamError(DamError):
+    """Worth retrying later (timeouts, 5xx, 429 after the retry budget)."""
+
+
+class PaginationLoopError(DamError):
+    """The DAM handed out the same page token twice: following it would never end."""
+
+
+@dataclass(frozen=True)
+class DamAsset:
+    """One DAM record, normalised just enough for the transform step.
+
+    `properties` is the record as the DAM returned it (JSON-compatible), so that mappings
+    can address any field by dotted path. `filename`, `folder`, `tags` and `media_url` are
+    lifted out by the adapter's configuration because selectors use them.
+    """
+
+    id: str
+    source: str
+    properties: dict[str, Any]
+    updated: datetime | None = None
+    filename: str | None = None
+    folder: str | None = None               # "a/b/c" style path
+    tags: tuple[str, ...] = ()
+    media_url: str | None = None            # where the binary lives (REST) or a file path
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "source": self.source,
+            "properties": self.properties,
+            "updated": self.updated.isoformat() if self.updated else None,
+            "filename": self.filename,
+            "folder": self.folder,
+            "tags": list(self.tags),
+            "media_url": self.media_url,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DamAsset:
+        upd = d.get("updated")
+        return cls(
+            id=d["id"],
+            source=d["source"],
+            properties=d.get("properties") or {},
+            updated=datetime.fromisoformat(upd) if upd else None,
+            filename=d.get("filename"),
+            folder=d.get("folder"),
+            tags=tuple(d.get("tags") or ()),
+            media_url=d.get("media_url"),
+        )
+
+
+@dataclass(frozen=True)
+class BadRecord:
+    """A record the adapter could not even normalise (e.g. no id); quarantined upstream."""
+
+    source: str
+    raw: Any
+    reason: str
+    field: str | None = None
+    record_id: str | None = None
+
+
+@dataclass
+class Page:
+    """One page of a listing: normalised assets plus records that failed normalisation."""
+
+    assets: list[DamAsset] = field(default_factory=list)
+    bad: list[BadRecord] = field(default_factory=list)
+
+
+class DamSource(abc.ABC):
+    """Read-only view of one DAM."""
+
+    name: str
+
+    @abc.abstractmethod
+    def changed_since(self, since: datetime | None) -> Iterator[Page]:
+        """Stream pages of assets changed after `since` (all when None). Never a full list."""
+
+    @abc.abstractmethod
+    def get(self, asset_id: str) -> DamAsset | None:
+        """The current record of one asset; None when it no longer exists."""
+
+    @abc.abstractmethod
+    def open_binary(self, asset: DamAsset) -> AbstractContextManager[IO[bytes]]:
+        """The asset's binary as a readable stream (caller enforces size caps)."""
+
+    def deleted_since(self, since: datetime | None) -> Iterator[str]:
+        """Ids deleted after `since`, where the DAM exposes deletions; default: none."""
+        return iter(())
+
+    def all_ids(self) -> Iterator[str]:
+        """Every asset id the DAM has (for reconciliation); default: a full listing."""
+        for page in self.changed_since(None):
+            for asset in page.assets:
+                yield asset.id
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""

@@ -1,0 +1,85 @@
+"""Secrets and connection settings, read from the environment only.
+
+Secrets never live in the config file or in task arguments: every process reads them from
+its own environment. `Secret` wraps a value so that it cannot end up in a log line or a
+repr by accident.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+
+class Secret:
+    """A string that does not print itself."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+
+class SettingsError(Exception):
+    """A required environment variable is missing or malformed."""
+
+
+@dataclass(frozen=True)
+class PimCredentials:
+    url: str
+    client_id: str
+    client_secret: Secret = field(repr=False)
+    username: str
+    password: Secret = field(repr=False)
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> PimCredentials:
+        env = dict(os.environ) if env is None else env
+        names = (
+            "AKENEO_URL",
+            "AKENEO_CLIENT_ID",
+            "AKENEO_CLIENT_SECRET",
+            "AKENEO_USERNAME",
+            "AKENEO_PASSWORD",
+        )
+        missing = [n for n in names if not env.get(n)]
+        if missing:
+            raise SettingsError("missing environment variable(s): " + ", ".join(missing))
+        return cls(
+            url=env["AKENEO_URL"].rstrip("/"),
+            client_id=env["AKENEO_CLIENT_ID"],
+            client_secret=Secret(env["AKENEO_CLIENT_SECRET"]),
+            username=env["AKENEO_USERNAME"],
+            password=Secret(env["AKENEO_PASSWORD"]),
+        )
+
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def redis_url(env: dict[str, str] | None = None) -> str:
+    env = dict(os.environ) if env is None else env
+    return env.get("REDIS_URL") or DEFAULT_REDIS_URL
+
+
+def key_namespace(env: dict[str, str] | None = None) -> str:
+    """Prefix of every Redis key the connector writes (tests use one per test)."""
+    env = dict(os.environ) if env is None else env
+    return env.get("CONNECTOR_NAMESPACE") or "connector"

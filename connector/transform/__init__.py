@@ -1,0 +1,1 @@
+"""DAM record → Akeneo asset: selection, mapping, value conversion, quarantine."""
