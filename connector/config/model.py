@@ -124,6 +124,81 @@ class MediaConfig:
     timeout: float = 60.0
 
 
+# ---------------------------------------------------------------- real-time intake
+
+EventAction = Literal["upsert", "delete", "ignore"]
+
+
+@dataclass(frozen=True)
+class EventFieldsConfig:
+    """Where an incoming change event keeps its facts (dotted paths; `a[].b` maps over a list).
+
+    One body may hold one event (an object) or several (a JSON array of objects).
+    """
+
+    event_type: str | None = "type"        # None = every event gets `default_action`
+    asset_id: str = "id"                   # a string or a list of strings at that path
+    delivery_id: str | None = None         # body path of the sender's delivery id
+    delivery_id_header: str | None = None  # webhooks: header carrying the delivery id
+    record: str | None = None              # full DAM record carried by the event, if any
+    actions: dict[str, EventAction] = field(default_factory=dict)  # event type → action
+    default_action: EventAction = "ignore" # event types not in `actions`
+
+
+WebhookVerification = Literal["hmac", "digest", "bearer", "none"]
+
+
+@dataclass(frozen=True)
+class WebhookConfig:
+    """How `POST /webhooks/<source>` authenticates a delivery and reads its events.
+
+    hmac: HMAC(secret, payload); digest: hash(payload) where the payload template holds
+    `{secret}` (Cloudinary: sha1/sha256 hex of body + timestamp + api secret); bearer: the
+    header equals `prefix + secret`. `payload` is a template over `{body}`, `{timestamp}` and
+    `{secret}` with literal text between them.
+    """
+
+    verification: WebhookVerification = "hmac"
+    header: str = "X-Signature"
+    algorithm: Literal["sha1", "sha256"] = "sha256"
+    encoding: Literal["hex", "base64"] = "hex"
+    prefix: str = ""                       # e.g. "sha256=" or "Bearer "
+    payload: str = "{body}"
+    timestamp_header: str | None = None
+    tolerance: float = 300.0               # seconds either side of now
+    secret: Secret | None = field(default=None, repr=False)
+    max_body_bytes: int = 1024 * 1024
+    dedupe_ttl: int = 7 * 24 * 3600        # seconds a delivery id is remembered
+    events: EventFieldsConfig = field(default_factory=EventFieldsConfig)
+
+
+@dataclass(frozen=True)
+class QueueIntakeConfig:
+    """A queue the DAM publishes change messages to (Redis stream or AMQP queue)."""
+
+    transport: Literal["redis_stream", "amqp"] = "redis_stream"
+    url: str | None = None                 # None: REDIS_URL (redis_stream) / required (amqp)
+    name: str = ""                         # stream key / queue name, as the DAM writes it
+    group: str = "connector"               # redis_stream consumer group
+    body_field: str = "payload"            # redis_stream: entry field holding the JSON body
+    claim_idle: float = 60.0               # seconds before a dead consumer's message is claimed
+    prefetch: int = 100
+    dedupe_ttl: int = 7 * 24 * 3600
+    events: EventFieldsConfig = field(default_factory=EventFieldsConfig)
+
+
+@dataclass(frozen=True)
+class RealtimeConfig:
+    """Micro-batching of real-time events into bulk work."""
+
+    window: float = 2.0                    # seconds an event may wait for company
+    batch_size: int = 100                  # assets per flush (≤ 100: one bulk request)
+    poll_enabled: bool = True              # keep the scheduled poll as a reconciliation pass
+    batch_lease: float = 60.0              # seconds a silent in-flight batch is trusted
+    max_retries: int = 8                   # transient failures of one flush
+    log_maxlen: int = 100_000              # approximate length cap of the event log stream
+
+
 @dataclass(frozen=True)
 class SourceConfig:
     name: str
@@ -135,6 +210,9 @@ class SourceConfig:
     reconcile_schedule: ScheduleConfig | None = None
     deletion_policy: DeletionPolicy = field(default_factory=DeletionPolicy)
     media: MediaConfig = field(default_factory=MediaConfig)
+    webhook: WebhookConfig | None = None
+    queue: QueueIntakeConfig | None = None
+    realtime: RealtimeConfig = field(default_factory=RealtimeConfig)
 
 
 # ---------------------------------------------------------------- transformation
@@ -178,6 +256,7 @@ class AttributeMapping:
     locale: str | None = None              # force a locale for this value
     channel: str | None = None             # force a channel for this value
     option_map: dict[str, str] = field(default_factory=dict)  # DAM label → option code
+    auto_create_options: bool | None = None  # None = the family's auto_create_options
 
 
 @dataclass(frozen=True)

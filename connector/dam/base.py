@@ -17,6 +17,10 @@ class DamError(Exception):
 class TransientDamError(DamError):
     """Worth retrying later (timeouts, 5xx, 429 after the retry budget)."""
 
+    def __init__(self, message: str = "", retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after      # seconds the DAM asked us to wait, when it said
+
 
 class PaginationLoopError(DamError):
     """The DAM handed out the same page token twice: following it would never end."""

@@ -30,7 +30,7 @@ _MAX_MESSAGE = 500
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a `Retry-After` header: delta-seconds or an HTTP-date; None if absent/bad."""
+    """Seconds to wait from `Retry-After` (delta-seconds or HTTP-date); None if absent/bad."""
     if value is None:
         return None
     value = value.strip()
@@ -56,7 +56,9 @@ def error_details(body: Any, text: str = "") -> tuple[str, list[dict[str, Any]]]
     if isinstance(body, Mapping):
         message = body.get("message")
         errors = body.get("errors")
-        clean_errors = [e for e in errors if isinstance(e, dict)] if isinstance(errors, list) else []
+        clean_errors = (
+            [e for e in errors if isinstance(e, dict)] if isinstance(errors, list) else []
+        )
         if isinstance(message, str) and message:
             return message, clean_errors
         if clean_errors:
@@ -93,7 +95,7 @@ def classify_status(
 def classify_exception(
     exc: BaseException, *, method: str | None = None, path: str | None = None
 ) -> PimError:
-    """A transport failure as a PIM error; only the exception class is kept (no URLs with params)."""
+    """A transport failure as a PIM error; only the exception class is kept (no URLs)."""
     if isinstance(exc, requests.Timeout):
         return TransientPimError(f"timeout ({type(exc).__name__})", method=method, path=path)
     if isinstance(exc, requests.ConnectionError | requests.exceptions.ChunkedEncodingError):

@@ -68,6 +68,17 @@ class Quarantined:
             "details": self.details,
         }
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Quarantined:
+        return cls(
+            dam_id=d.get("dam_id"),
+            source=d["source"],
+            reason=d["reason"],
+            field=d.get("field"),
+            family=d.get("family"),
+            details=dict(d.get("details") or {}),
+        )
+
 
 @dataclass(frozen=True)
 class Skipped:
@@ -76,3 +87,49 @@ class Skipped:
     dam_id: str
     source: str
     reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"dam_id": self.dam_id, "source": self.source, "reason": self.reason}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Skipped:
+        return cls(dam_id=d["dam_id"], source=d["source"], reason=d["reason"])
+
+
+@dataclass
+class TransformOutcome:
+    """Everything one page (or chunk) of DAM records turned into."""
+
+    assets: list[TransformedAsset] = dataclasses.field(default_factory=list)
+    quarantined: list[Quarantined] = dataclasses.field(default_factory=list)
+    skipped: list[Skipped] = dataclasses.field(default_factory=list)
+
+    def add(self, result: TransformedAsset | Quarantined | Skipped) -> None:
+        if isinstance(result, TransformedAsset):
+            self.assets.append(result)
+        elif isinstance(result, Quarantined):
+            self.quarantined.append(result)
+        else:
+            self.skipped.append(result)
+
+    def by_family(self) -> dict[str, list[TransformedAsset]]:
+        """Transformed assets grouped by family, in order (one bulk PATCH per family)."""
+        groups: dict[str, list[TransformedAsset]] = {}
+        for asset in self.assets:
+            groups.setdefault(asset.family, []).append(asset)
+        return groups
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "assets": [a.to_dict() for a in self.assets],
+            "quarantined": [q.to_dict() for q in self.quarantined],
+            "skipped": [s.to_dict() for s in self.skipped],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TransformOutcome:
+        return cls(
+            assets=[TransformedAsset.from_dict(a) for a in d.get("assets") or ()],
+            quarantined=[Quarantined.from_dict(q) for q in d.get("quarantined") or ()],
+            skipped=[Skipped.from_dict(s) for s in d.get("skipped") or ()],
+        )

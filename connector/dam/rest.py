@@ -1,0 +1,500 @@
+"""Generic REST adapter: any JSON DAM API, described by `RestSourceConfig`, no code per DAM.
+
+One listing request at a time, one page in memory at a time. Every request has a
+timeout, goes through the requests/s budget, and is retried a bounded number of times on
+429 (waiting exactly what Retry-After says), 5xx and connection errors before a
+`TransientDamError` tells the pipeline to try again later. Records that cannot be
+normalised come back as `BadRecord`s in the page: one broken record never stops a sync.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from datetime import UTC, datetime
+from typing import IO, Any
+from urllib.parse import quote, urljoin, urlsplit
+
+import requests
+
+from connector.config.model import ListEndpointConfig, MediaConfig, RestSourceConfig
+from connector.dam.auth import DamAuth, DamAuthError, build_auth
+from connector.dam.base import (
+    BadRecord,
+    DamAsset,
+    DamError,
+    DamSource,
+    Page,
+    TransientDamError,
+)
+from connector.dam.media import MediaError, Resolver, downloader_for, safe_url
+from connector.dam.pagination import PageResponse, build_paginator
+from connector.dam.paths import MISSING, get_path
+from connector.dam.ratelimit import TokenBucket
+
+log = logging.getLogger(__name__)
+
+RETRY_STATUSES = frozenset({408, 500, 502, 503, 504})
+
+
+class BadRecordError(DamError):
+    """`get()` found the record but could not normalise it; `.bad` says why."""
+
+    def __init__(self, bad: BadRecord) -> None:
+        super().__init__(f"record {bad.record_id!r} of {bad.source}: {bad.reason}")
+        self.bad = bad
+
+
+# ---------------------------------------------------------------- dates
+
+
+def parse_datetime(value: Any) -> datetime:
+    """A DAM timestamp as an aware UTC datetime; ValueError when it is not one.
+
+    Accepts ISO 8601 (with or without zone, `Z`), epoch seconds or milliseconds (numbers
+    or digit strings), `YYYY-MM-DD HH:MM:SS` and RFC 2822 dates.
+    """
+    if isinstance(value, datetime):
+        dt = value
+    elif isinstance(value, bool) or value is None:
+        raise ValueError(f"not a date: {value!r}")
+    elif isinstance(value, int | float):
+        dt = _from_epoch(float(value))
+    elif isinstance(value, str):
+        text = value.strip()
+        if not text:
+            raise ValueError("empty date")
+        try:
+            dt = _from_epoch(float(text))
+        except ValueError:
+            dt = _parse_date_text(text)
+    else:
+        raise ValueError(f"not a date: {type(value).__name__}")
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC)
+
+
+def _from_epoch(seconds: float) -> datetime:
+    if seconds != seconds or seconds in (float("inf"), float("-inf")):
+        raise ValueError("not a finite number")
+    if abs(seconds) > 1e11:  # milliseconds (1e11 s is the year 5138)
+        seconds /= 1000.0
+    try:
+        return datetime.fromtimestamp(seconds, tz=UTC)
+    except (OverflowError, OSError) as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _parse_date_text(text: str) -> datetime:
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        pass
+    for pattern in ("%Y-%m-%d %H:%M:%S", "%Y/%m/%d %H:%M:%S", "%d/%m/%Y %H:%M:%S"):
+        try:
+            return datetime.strptime(text, pattern)
+        except ValueError:
+            continue
+    try:
+        return email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        raise ValueError(f"unparsable date {text[:60]!r}") from None
+
+
+def format_since(since: datetime, fmt: str) -> str:
+    """The watermark as the DAM wants it: "iso", "epoch", "epoch_ms" or a strftime pattern.
+
+    Precision is cut downwards (whole seconds), so a DAM filtering with `>=` returns a
+    little more, never less.
+    """
+    if since.tzinfo is None:
+        since = since.replace(tzinfo=UTC)
+    since = since.astimezone(UTC)
+    if fmt == "iso":
+        return since.strftime("%Y-%m-%dT%H:%M:%SZ")
+    if fmt == "epoch":
+        return str(int(since.timestamp()))
+    if fmt == "epoch_ms":
+        return str(int(since.timestamp() * 1000))
+    return since.strftime(fmt)
+
+
+def parse_retry_after(value: str | None, now: Callable[[], float] = time.time) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, when.timestamp() - now())
+
+
+# ---------------------------------------------------------------- the adapter
+
+
+class RestSource(DamSource):
+    """A `DamSource` over a JSON REST API, configured by `RestSourceConfig`."""
+
+    def __init__(
+        self,
+        name: str,
+        config: RestSourceConfig,
+        media: MediaConfig | None = None,
+        *,
+        session: requests.Session | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        resolver: Resolver | None = None,
+        backoff_base: float = 0.5,
+        backoff_max: float = 30.0,
+        max_retry_after: float = 300.0,
+    ) -> None:
+        self.name = name
+        self.config = config
+        self.media = media or MediaConfig()
+        self.base_url = config.base_url.rstrip("/")
+        self._own_session = session is None
+        self.session = session or requests.Session()
+        self._sleep = sleep
+        self._backoff_base = backoff_base
+        self._backoff_max = backoff_max
+        self._max_retry_after = max_retry_after
+        self.auth: DamAuth = build_auth(
+            config.auth, self.base_url, self.session, config.timeout, clock
+        )
+        self.bucket = TokenBucket(config.requests_per_second, clock=clock, sleep=sleep)
+        self.downloader = downloader_for(
+            self.base_url,
+            self.media.allowed_hosts,
+            self.media.max_bytes,
+            self.media.timeout,
+            resolver=resolver,
+        )
+        self._origin = _origin(self.base_url)
+
+    def __repr__(self) -> str:
+        return f"RestSource(name={self.name!r}, base_url={safe_url(self.base_url)!r})"
+
+    # ------------------------------------------------------------ DamSource
+
+    def changed_since(self, since: datetime | None) -> Iterator[Page]:
+        endpoint = self.config.list
+        for items in self._raw_pages(endpoint, self._list_params(endpoint, since)):
+            page = Page()
+            for item in items:
+                result = self.normalise(item)
+                if isinstance(result, BadRecord):
+                    page.bad.append(result)
+                else:
+                    page.assets.append(result)
+            if page.assets or page.bad:
+                yield page
+
+    def get(self, asset_id: str) -> DamAsset | None:
+        if not self.config.get_path:
+            raise DamError(f"source {self.name!r} has no get_path configured")
+        path = self.config.get_path.replace("{id}", quote(str(asset_id), safe=""))
+        resp = self._send("GET", self._url(path), None)
+        if resp.status_code in (404, 410):
+            return None
+        self._raise_for_status(resp)
+        body = self._json(resp)
+        if isinstance(body, list):
+            if not body:
+                return None
+            body = body[0]
+        result = self.normalise(body)
+        if isinstance(result, BadRecord):
+            raise BadRecordError(result)
+        return result
+
+    @contextmanager
+    def _open(self, asset: DamAsset) -> Iterator[IO[bytes]]:
+        if not asset.media_url:
+            raise MediaError(f"asset {asset.id!r} of {self.name} has no media URL")
+        headers: dict[str, str] = {}
+        if _origin(asset.media_url) == self._origin:
+            self.bucket.acquire()
+            headers = self.auth.headers()
+        with (
+            self.downloader.download(asset.media_url, self.session, headers) as path,
+            path.open("rb") as stream,
+        ):
+            yield stream
+
+    def open_binary(self, asset: DamAsset) -> AbstractContextManager[IO[bytes]]:
+        """A stream over the binary, downloaded safely (allow-list, size cap) first."""
+        return self._open(asset)
+
+    def deleted_since(self, since: datetime | None) -> Iterator[str]:
+        endpoint = self.config.deletions
+        if endpoint is None:
+            return
+        for items in self._raw_pages(endpoint, self._list_params(endpoint, since)):
+            for item in items:
+                raw = item if not isinstance(item, dict) else get_path(item, endpoint.id_field)
+                if isinstance(raw, str | int) and not isinstance(raw, bool) and str(raw):
+                    yield str(raw)
+                else:
+                    log.warning("%s: deletion entry without id (%s) skipped", self.name,
+                                endpoint.id_field)
+
+    def all_ids(self) -> Iterator[str]:
+        """Every id, including records that failed normalisation but have an id: they
+        still exist in the DAM and must not look deleted to reconciliation."""
+        for page in self.changed_since(None):
+            for asset in page.assets:
+                yield asset.id
+            for bad in page.bad:
+                if bad.record_id:
+                    yield bad.record_id
+
+    def close(self) -> None:
+        if self._own_session:
+            self.session.close()
+
+    # ------------------------------------------------------------ normalisation
+
+    def normalise(self, item: Any) -> DamAsset | BadRecord:
+        """One raw item → DamAsset, or BadRecord with the reason (never raises)."""
+        cfg = self.config
+        endpoint = cfg.list
+        if not isinstance(item, dict):
+            return BadRecord(self.name, item, f"record is a {type(item).__name__}, not an object")
+        raw_id = get_path(item, endpoint.id_field)
+        if (
+            raw_id is None
+            or isinstance(raw_id, bool | dict | list)
+            or not str(raw_id).strip()
+        ):
+            return BadRecord(
+                self.name, item, f"missing id (field {endpoint.id_field!r})", endpoint.id_field
+            )
+        asset_id = str(raw_id).strip()
+        updated: datetime | None = None
+        raw_updated = get_path(item, endpoint.updated_field, MISSING)
+        if raw_updated is not MISSING and raw_updated is not None:
+            try:
+                updated = parse_datetime(raw_updated)
+            except ValueError:
+                return BadRecord(
+                    self.name,
+                    item,
+                    f"unparsable date in {endpoint.updated_field!r}: {str(raw_updated)[:60]!r}",
+                    endpoint.updated_field,
+                    asset_id,
+                )
+        media_url = _text(get_path(item, cfg.media_url_field)) if cfg.media_url_field else None
+        if media_url:
+            media_url = urljoin(self.base_url + "/", media_url)
+        filename = _text(get_path(item, cfg.filename_field)) if cfg.filename_field else None
+        if filename is None and media_url:
+            filename = urlsplit(media_url).path.rsplit("/", 1)[-1] or None
+        folder = _folder(get_path(item, cfg.folder_field)) if cfg.folder_field else None
+        tags = _tags(get_path(item, cfg.tags_field)) if cfg.tags_field else ()
+        return DamAsset(
+            id=asset_id,
+            source=self.name,
+            properties=item,
+            updated=updated,
+            filename=filename,
+            folder=folder,
+            tags=tags,
+            media_url=media_url,
+        )
+
+    # ------------------------------------------------------------ HTTP
+
+    def _url(self, path: str) -> str:
+        if path.startswith(("http://", "https://")):
+            return path
+        return self.base_url + "/" + path.lstrip("/")
+
+    def _list_params(self, endpoint: ListEndpointConfig, since: datetime | None) -> dict[str, str]:
+        params = {str(k): str(v) for k, v in endpoint.params.items()}
+        if since is not None and endpoint.since_param:
+            params[endpoint.since_param] = format_since(since, endpoint.since_format)
+        return params
+
+    def _raw_pages(
+        self, endpoint: ListEndpointConfig, params: dict[str, str]
+    ) -> Iterator[list[Any]]:
+        paginator = build_paginator(self.config.pagination)
+        first_url = self._url(endpoint.path)
+        while not paginator.finished:
+            next_url = paginator.next_url()
+            if next_url is not None:
+                if _origin(next_url) != self._origin:
+                    raise DamError(
+                        f"{self.name}: refusing to follow a next-page link to another host "
+                        f"({safe_url(next_url)})"
+                    )
+                resp = self._send("GET", next_url, None)
+            else:
+                resp = self._send("GET", first_url, {**params, **paginator.params()})
+            self._raise_for_status(resp)
+            body = self._json(resp)
+            items = get_path(body, endpoint.items_path, MISSING)
+            if items is None:
+                items = []
+            if not isinstance(items, list):
+                where = repr(endpoint.items_path) if endpoint.items_path else "the body"
+                raise DamError(
+                    f"{self.name}: {where} is not a list in the response of "
+                    f"{safe_url(resp.url)} (check list.items_path)"
+                )
+            fingerprint = tuple(_fingerprint(it, endpoint.id_field) for it in items)
+            paginator.advance(
+                PageResponse(resp.url, resp.headers, body, len(items), fingerprint)
+            )
+            yield items
+
+    def _send(self, method: str, url: str, params: dict[str, str] | None) -> requests.Response:
+        """One request with budget, timeout and bounded retries; returns a final response."""
+        failures = 0
+        reauthenticated = False
+        while True:
+            self.bucket.acquire()
+            headers = {"Accept": "application/json", **self.auth.headers()}
+            try:
+                resp = self.session.request(
+                    method, url, params=params, headers=headers, timeout=self.config.timeout
+                )
+            except requests.RequestException as exc:
+                failures += 1
+                reason = f"{type(exc).__name__} on {safe_url(url)}"
+                if failures > self.config.max_retries:
+                    raise TransientDamError(
+                        f"{self.name}: DAM unreachable after {failures} attempts ({reason})"
+                    ) from None
+                self._backoff(failures, reason)
+                continue
+            status = resp.status_code
+            if status == 401 and not reauthenticated and self.auth.on_unauthorized():
+                reauthenticated = True
+                resp.close()
+                continue
+            if status in (401, 403):
+                resp.close()
+                raise DamAuthError(
+                    f"{self.name}: the DAM refused our credentials (HTTP {status}) "
+                    f"on {safe_url(url)}"
+                )
+            if status == 429 or status in RETRY_STATUSES:
+                failures += 1
+                retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+                resp.close()
+                reason = f"HTTP {status} on {safe_url(url)}"
+                if failures > self.config.max_retries:
+                    raise TransientDamError(
+                        f"{self.name}: {reason}, still failing after {failures} attempts",
+                        retry_after=retry_after,
+                    )
+                if retry_after is not None:
+                    if retry_after > self._max_retry_after:
+                        raise TransientDamError(
+                            f"{self.name}: {reason}, Retry-After {retry_after:.0f}s is longer "
+                            f"than we wait in-process",
+                            retry_after=retry_after,
+                        )
+                    log.info("%s: %s, waiting %.2fs (Retry-After)", self.name, reason, retry_after)
+                    self._sleep(retry_after)
+                else:
+                    self._backoff(failures, reason)
+                continue
+            return resp
+
+    def _backoff(self, failures: int, reason: str) -> None:
+        delay = min(self._backoff_max, self._backoff_base * 2 ** (failures - 1))
+        delay *= 0.5 + random.random() / 2  # jitter: 50 to 100 %
+        log.info("%s: %s, retry %d in %.2fs", self.name, reason, failures, delay)
+        self._sleep(delay)
+
+    def _raise_for_status(self, resp: requests.Response) -> None:
+        if 200 <= resp.status_code < 300:
+            return
+        raise DamError(
+            f"{self.name}: {safe_url(resp.url)} answered HTTP {resp.status_code}"
+            + (f": {self._snippet(resp)}" if resp.status_code < 500 else "")
+        )
+
+    def _snippet(self, resp: requests.Response) -> str:
+        """The start of an error body, with any secret we hold blanked out."""
+        text = " ".join(resp.text[:200].split()) or "(empty body)"
+        auth = self.config.auth
+        for secret in (auth.token, auth.password, auth.value, auth.client_secret):
+            if secret is not None and secret.reveal():
+                text = text.replace(secret.reveal(), "********")
+        return text
+
+    def _json(self, resp: requests.Response) -> Any:
+        try:
+            return resp.json()
+        except ValueError:
+            raise DamError(
+                f"{self.name}: {safe_url(resp.url)} did not answer JSON "
+                f"(Content-Type {resp.headers.get('Content-Type')!r})"
+            ) from None
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _origin(url: str) -> tuple[str, str, int]:
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    default = 443 if parts.scheme == "https" else 80
+    return (parts.scheme, (parts.hostname or "").lower(), port or default)
+
+
+def _fingerprint(item: Any, id_field: str) -> str:
+    value = get_path(item, id_field) if isinstance(item, dict) else item
+    return str(value)[:100]
+
+
+def _text(value: Any) -> str | None:
+    if value is None or isinstance(value, dict | list | bool):
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _folder(value: Any) -> str | None:
+    if isinstance(value, list):
+        value = "/".join(str(v).strip("/") for v in value if v not in (None, ""))
+    text = _text(value)
+    return (text.strip("/") or None) if text else None
+
+
+def _tags(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return tuple(t.strip() for t in value.split(",") if t.strip())
+    if isinstance(value, list | tuple):
+        return tuple(str(t).strip() for t in value if t is not None and str(t).strip())
+    return ()
+
+
+__all__ = [
+    "BadRecordError",
+    "DamAuthError",
+    "RestSource",
+    "format_since",
+    "parse_datetime",
+    "parse_retry_after",
+]

@@ -1,0 +1,206 @@
+"""One flush: take ≤ batch_size coalesced ids, hand them to the pipeline, then let go.
+
+The batch key stays in Redis until the pipeline returned, so a worker killed mid-batch
+loses nothing: the same task redelivered (same batch id) resumes the batch, and any later
+flush puts batches whose lease ran out (no heartbeat) back into pending.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import redis
+
+from connector.dam.base import TransientDamError
+from connector.intake.store import FLUSH_NOW, NO_FLUSH, Batch, IntakeStore
+from connector.pim.errors import TransientPimError
+
+log = logging.getLogger(__name__)
+
+SyncAssetsById = Callable[..., Any]
+"""`connector.pipeline.sync_assets_by_id(source, asset_ids, deleted_ids=..., trigger=...)`."""
+
+FlushScheduler = Callable[[str, float], None]
+"""Enqueue a flush of `source` after `countdown` seconds (a Celery task in production)."""
+
+
+@dataclass
+class FlushOutcome:
+    source: str
+    batch_id: str
+    upserts: int = 0
+    deletes: int = 0
+    pushed: int = 0
+    failed: int = 0
+    recovered: int = 0
+    follow_up: int = NO_FLUSH
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Worth retrying the same batch later (the pipeline's own Transient* errors included)."""
+    if isinstance(
+        exc,
+        (
+            TransientPimError,
+            TransientDamError,
+            redis.ConnectionError,
+            redis.TimeoutError,
+            ConnectionError,
+            TimeoutError,
+        ),
+    ):
+        return True
+    return any(cls.__name__.startswith("Transient") for cls in type(exc).__mro__)
+
+
+class Heartbeat:
+    """Extends a batch's lease while the pipeline works on it (a daemon thread)."""
+
+    def __init__(self, store: IntakeStore, batch_id: str) -> None:
+        self.store = store
+        self.batch_id = batch_id
+        self.interval = max(0.05, store.realtime.batch_lease / 3)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="intake-heartbeat", daemon=True)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.store.heartbeat(self.batch_id)
+            except redis.RedisError:  # the lease simply runs out; recovery handles it
+                log.warning("intake heartbeat failed for batch %s", self.batch_id)
+
+
+def call_sync(sync: SyncAssetsById, source: str, batch: Batch, trigger: str) -> Any:
+    """Call the pipeline; records travel only when it declares a `records` parameter."""
+    kwargs: dict[str, Any] = {"deleted_ids": list(batch.deletes), "trigger": trigger}
+    if batch.records and _accepts(sync, "records"):
+        kwargs["records"] = dict(batch.records)
+    return sync(source, list(batch.upserts), **kwargs)
+
+
+def _accepts(fn: Callable[..., Any], name: str) -> bool:
+    try:
+        return name in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _counts(result: Any, batch: Batch) -> tuple[int, int]:
+    """(pushed, failed) from whatever the pipeline returned; all pushed when it says nothing."""
+    def pick(*names: str) -> int | None:
+        for name in names:
+            value = result.get(name) if isinstance(result, Mapping) else getattr(result, name, None)
+            if isinstance(value, int) and not isinstance(value, bool):
+                return value
+            if isinstance(value, (list, tuple, set, dict)):
+                return len(value)
+        return None
+
+    if isinstance(result, Mapping) and "created" in result:  # sync_assets_by_id's counts
+        done = sum(int(result.get(k) or 0) for k in ("created", "updated", "deleted"))
+        return done, int(result.get("failed") or 0)
+    pushed = pick("pushed", "succeeded", "ok")
+    failed = pick("failed")
+    if pushed is None:
+        pushed = max(0, len(batch) - (failed or 0))
+    return pushed, failed or 0
+
+
+def flush_source(
+    store: IntakeStore,
+    batch_id: str,
+    sync: SyncAssetsById,
+    *,
+    trigger: str = "webhook",
+    schedule: FlushScheduler | None = None,
+) -> FlushOutcome:
+    """Flush one batch of `store.source`.
+
+    Raises the pipeline's transient error unchanged with the batch kept (retry with the
+    same `batch_id` to resume it). A permanent error parks the batch's ids in the failed
+    hash (the scheduled poll reconciles them) and is re-raised after that.
+    """
+    outcome = FlushOutcome(store.source, batch_id)
+    outcome.recovered = store.recover_expired()
+    batch = store.take_batch(batch_id)
+    if batch is not None:
+        outcome.upserts, outcome.deletes = len(batch.upserts), len(batch.deletes)
+        try:
+            with Heartbeat(store, batch_id):
+                result = call_sync(sync, store.source, batch, trigger)
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            store.fail(batch, f"{type(exc).__name__}: {exc}")
+            log.error(
+                "intake flush of %s failed for good (%d assets parked): %s",
+                store.source,
+                len(batch),
+                type(exc).__name__,
+            )
+            raise
+        store.complete(batch_id)
+        outcome.pushed, outcome.failed = _counts(result, batch)
+        store.count("pushed", outcome.pushed)
+        if outcome.failed:
+            store.count("failed", outcome.failed)
+    outcome.follow_up = follow_up(store, schedule)
+    return outcome
+
+
+def follow_up(store: IntakeStore, schedule: FlushScheduler | None) -> int:
+    """Schedule the next flush for what is still pending, or for a batch whose lease runs out."""
+    code = store.ensure_flush()
+    if schedule is not None:
+        if code == FLUSH_NOW:
+            schedule(store.source, 0.0)
+        elif code != NO_FLUSH:
+            schedule(store.source, store.realtime.window)
+        else:
+            expiry = store.next_lease_expiry()
+            if expiry is not None and store.redis.set(
+                store.key("guardrecover", store.source),
+                "1",
+                nx=True,
+                px=max(1, int((expiry + 0.5) * 1000)),
+            ):
+                schedule(store.source, expiry + 0.5)
+    return code
+
+
+DEFAULT_SCHEDULER = "tasks.intake:schedule_flush"
+
+
+def load_scheduler(spec: str | None = None) -> FlushScheduler:
+    """`module:attribute` (env CONNECTOR_INTAKE_SCHEDULER); imported at run time so that the
+    connector package never imports Celery itself."""
+    import importlib
+    import os
+
+    spec = spec or os.environ.get("CONNECTOR_INTAKE_SCHEDULER") or DEFAULT_SCHEDULER
+    module_name, _, attr = spec.partition(":")
+    found: FlushScheduler = getattr(importlib.import_module(module_name), attr or "schedule_flush")
+    return found

@@ -1,0 +1,514 @@
+"""Typed access to the Akeneo PIM REST API (Asset Manager, media files, products).
+
+Every call: takes a slot from the fleet-wide Redis budget (concurrency, rate, option-write
+rate, Retry-After gate), carries the shared access token, has a timeout, and is classified
+in one place (`connector.pim.http`). A 401 triggers one token renewal and one retry.
+
+The client does not loop on transient errors — the pipeline retries with backoff. The only
+waiting it does is inside the budget (which also honours a 429's `Retry-After` for every
+process). Thread-safe: one client may be shared by the threads of a process.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import quote, unquote, urljoin, urlsplit
+
+import redis
+import requests
+from requests.adapters import HTTPAdapter
+
+from connector.config.model import PimConfig
+from connector.pim.auth import TokenManager
+from connector.pim.budget import RequestBudget
+from connector.pim.errors import (
+    AssetResult,
+    PermanentPimError,
+    PimAuthError,
+    PimError,
+    TransientPimError,
+)
+from connector.pim.http import classify_exception, classify_status, response_error
+from connector.redis_conn import Keys, get_redis
+from connector.settings import PimCredentials
+
+log = logging.getLogger(__name__)
+
+API = "/api/rest/v1"
+TOKEN_PATH = "/api/oauth/v1/token"
+BULK_LIMIT = 100  # Akeneo refuses more than 100 items per bulk request (413)
+COLLECTION_JSON = "application/vnd.akeneo.collection+json"
+MEDIA_CODE_HEADER = "Asset-media-file-code"
+
+#: Builds the `files=` argument of one attempt (a file must be re-read on a retry).
+FilesFactory = Callable[[], dict[str, Any]]
+
+
+def _seg(value: str) -> str:
+    """One URL path segment (codes are `[A-Za-z0-9_]`, but never trust input in a URL)."""
+    return quote(value, safe="")
+
+
+def _media_seg(code: str) -> str:
+    """A media-file code keeps its slashes (`a/b/c/d/<sha1>_name`), as Akeneo's clients do."""
+    return quote(code, safe="/")
+
+
+def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _utc_z(moment: datetime) -> str:
+    """Akeneo's search date format; naive datetimes are taken as UTC."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def media_code_from_headers(headers: Any) -> str | None:
+    """The media-file code: `Asset-media-file-code` (any case), else from `Location`.
+
+    Akeneo's codes contain slashes (`1/2/3/4/<sha1>_name.png`), so from `Location` we take
+    everything after `/asset-media-files/`, and only the last segment for any other URL.
+    """
+    lowered = {str(k).lower(): str(v) for k, v in dict(headers).items()}
+    code = lowered.get(MEDIA_CODE_HEADER.lower(), "").strip()
+    if code:
+        return code
+    path = urlsplit(lowered.get("location", "").strip()).path.rstrip("/")
+    if not path:
+        return None
+    marker = "/asset-media-files/"
+    code = path.split(marker, 1)[1] if marker in path else path.rsplit("/", 1)[-1]
+    return unquote(code) or None
+
+
+class AkeneoClient:
+    """The PIM operations the connector needs (see contracts.md), budgeted and classified."""
+
+    def __init__(
+        self,
+        credentials: PimCredentials,
+        config: PimConfig | None = None,
+        redis: redis.Redis | None = None,
+        keys: Keys | None = None,
+        *,
+        budget: RequestBudget | None = None,
+    ) -> None:
+        self.credentials = credentials
+        self.config = config or PimConfig()
+        self.base_url = credentials.url.rstrip("/")
+        self._redis = redis if redis is not None else get_redis()
+        self._keys = keys or Keys()
+        self.budget = budget or RequestBudget.from_config(self._redis, self._keys, self.config)
+        self.tokens = TokenManager(
+            credentials,
+            self._token_grant,
+            self._redis,
+            self._keys,
+            refresh_margin=self.config.token_refresh_margin,
+            lock_ttl=2 * self.config.timeout + 5,
+            wait_timeout=3 * self.config.timeout + 10,
+        )
+        self._session = requests.Session()
+        adapter = HTTPAdapter(
+            pool_connections=1, pool_maxsize=max(1, self.config.max_in_flight), max_retries=0
+        )
+        self._session.mount("http://", adapter)
+        self._session.mount("https://", adapter)
+        self._session.headers["Accept"] = "application/json"
+        self._stats_lock = threading.Lock()
+        self._stats: dict[str, float] = defaultdict(float)
+
+    @classmethod
+    def from_env(cls, config: PimConfig | None = None) -> AkeneoClient:
+        """Credentials from AKENEO_*, Redis from REDIS_URL, keys from CONNECTOR_NAMESPACE."""
+        return cls(PimCredentials.from_env(), config or PimConfig(), get_redis(), Keys())
+
+    def __repr__(self) -> str:
+        return f"AkeneoClient(url={self.base_url!r}, client_id={self.credentials.client_id!r})"
+
+    def close(self) -> None:
+        self._session.close()
+
+    def __enter__(self) -> AkeneoClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ observability
+
+    def stats(self) -> dict[str, float]:
+        """Counters for the pipeline: requests, status_<code>, transport_errors, auth_retries,
+        budget waits (`budget_waits`, `budget_wait_seconds`) and token grants."""
+        with self._stats_lock:
+            out = dict(self._stats)
+        budget = self.budget.stats()
+        out["budget_waits"] = budget["waits"]
+        out["budget_wait_seconds"] = budget["wait_seconds"]
+        for name, value in self.tokens.stats().items():
+            out[f"token_{name}"] = value
+        return out
+
+    def _count(self, name: str, amount: float = 1) -> None:
+        with self._stats_lock:
+            self._stats[name] += amount
+
+    # ------------------------------------------------------------------ transport
+
+    def _url(self, path_or_url: str) -> str:
+        if path_or_url.startswith(("http://", "https://")):
+            return path_or_url
+        return self.base_url + path_or_url
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        token: str | None,
+        option_write: bool = False,
+        files: FilesFactory | None = None,
+        **kwargs: Any,
+    ) -> requests.Response:
+        """One HTTP exchange inside a budget slot; records a Retry-After for every process."""
+        path = urlsplit(url).path
+        headers = dict(kwargs.pop("headers", None) or {})
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        with self.budget.slot(option_write=option_write):
+            started = time.monotonic()
+            try:
+                response = self._session.request(
+                    method,
+                    url,
+                    headers=headers,
+                    timeout=self.config.timeout,
+                    files=files() if files is not None else None,
+                    allow_redirects=False,
+                    **kwargs,
+                )
+            except requests.RequestException as exc:
+                self._count("requests")
+                self._count("transport_errors")
+                failure = classify_exception(exc, method=method, path=path)
+                log.info("PIM %s %s failed: %s", method, path, failure.message)
+                raise failure from None
+            elapsed = time.monotonic() - started
+        self._count("requests")
+        self._count(f"status_{response.status_code}")
+        log.debug("PIM %s %s → %s (%.3f s)", method, path, response.status_code, elapsed)
+        if response.status_code in (429, 503):
+            error = response_error(response, method=method, path=path)
+            retry_after = getattr(error, "retry_after", None)
+            if retry_after:
+                self.budget.block_for(retry_after)
+        return response
+
+    def _request(self, method: str, path_or_url: str, **kwargs: Any) -> requests.Response:
+        """`_send` with the shared token; on 401 renew the token once and retry once."""
+        url = self._url(path_or_url)
+        token = self.tokens.get_token()
+        response = self._send(method, url, token=token, **kwargs)
+        if response.status_code != 401:
+            return response
+        self._count("auth_retries")
+        log.info("PIM %s %s → 401; renewing the token, retrying once", method, urlsplit(url).path)
+        token = self.tokens.get_token(stale=token)
+        response = self._send(method, url, token=token, **kwargs)
+        if response.status_code == 401:
+            error = response_error(response, method=method, path=urlsplit(url).path)
+            raise PimAuthError(
+                f"PIM rejected a freshly renewed token: {error.message if error else ''}",
+                status=401,
+                method=method,
+                path=urlsplit(url).path,
+            )
+        return response
+
+    def _check(self, response: requests.Response, method: str) -> requests.Response:
+        error = response_error(response, method=method, path=urlsplit(response.url).path)
+        if error is not None:
+            raise error
+        return response
+
+    def _json(self, response: requests.Response, method: str) -> Any:
+        self._check(response, method)
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            raise TransientPimError(
+                "PIM answered with a body that is not JSON",
+                status=response.status_code,
+                method=method,
+                path=urlsplit(response.url).path,
+            ) from None
+
+    def _get_or_none(self, path: str) -> Any:
+        response = self._request("GET", path)
+        if response.status_code == 404:
+            return None
+        return self._json(response, "GET")
+
+    def _patch_status(self, path: str, body: dict[str, Any], *, option_write: bool = False) -> int:
+        response = self._request("PATCH", path, json=body, option_write=option_write)
+        self._check(response, "PATCH")
+        return response.status_code
+
+    def _paginate(
+        self, path: str, params: dict[str, str] | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Follow `_links.next` (search_after cursors) page by page; never loads everything."""
+        url: str | None = path
+        first = True
+        while url is not None:
+            response = self._request("GET", url, params=params if first else None)
+            first = False
+            page = self._json(response, "GET") or {}
+            embedded = page.get("_embedded") or {}
+            # The spec's examples say `_items`; the real API says `items`.
+            items = embedded.get("items", embedded.get("_items", []))
+            yield from items
+            href = ((page.get("_links") or {}).get("next") or {}).get("href")
+            url = urljoin(self.base_url + "/", href) if href and items else None
+
+    def _token_grant(self, body: dict[str, Any]) -> dict[str, Any]:
+        """POST the token endpoint (Basic client auth); used by the TokenManager."""
+        response = self._send(
+            "POST",
+            self._url(TOKEN_PATH),
+            token=None,
+            json=body,
+            auth=(self.credentials.client_id, self.credentials.client_secret.reveal()),
+        )
+        self._count("token_requests")
+        data = self._json(response, "POST")
+        if not isinstance(data, dict):
+            raise PermanentPimError("token endpoint answered with a non-object", method="POST",
+                                    path=TOKEN_PATH)
+        return data
+
+    # ------------------------------------------------------------------ asset families
+
+    def list_asset_families(self) -> Iterator[dict[str, Any]]:
+        return self._paginate(f"{API}/asset-families")
+
+    def get_asset_family(self, code: str) -> dict[str, Any] | None:
+        result: dict[str, Any] | None = self._get_or_none(f"{API}/asset-families/{_seg(code)}")
+        return result
+
+    def upsert_asset_family(self, code: str, body: dict[str, Any]) -> int:
+        """201 created / 204 updated."""
+        return self._patch_status(f"{API}/asset-families/{_seg(code)}", {**body, "code": code})
+
+    def get_attributes(self, family: str) -> list[dict[str, Any]]:
+        response = self._request("GET", f"{API}/asset-families/{_seg(family)}/attributes")
+        return list(self._json(response, "GET") or [])
+
+    def get_attribute(self, family: str, code: str) -> dict[str, Any] | None:
+        result: dict[str, Any] | None = self._get_or_none(
+            f"{API}/asset-families/{_seg(family)}/attributes/{_seg(code)}"
+        )
+        return result
+
+    def upsert_attribute(self, family: str, code: str, body: dict[str, Any]) -> int:
+        return self._patch_status(
+            f"{API}/asset-families/{_seg(family)}/attributes/{_seg(code)}", {**body, "code": code}
+        )
+
+    def get_options(self, family: str, attribute: str) -> list[dict[str, Any]]:
+        response = self._request(
+            "GET", f"{API}/asset-families/{_seg(family)}/attributes/{_seg(attribute)}/options"
+        )
+        return list(self._json(response, "GET") or [])
+
+    def upsert_option(self, family: str, attribute: str, code: str, body: dict[str, Any]) -> int:
+        """Counts against the fleet-wide option-write rate (3/s by default)."""
+        return self._patch_status(
+            f"{API}/asset-families/{_seg(family)}/attributes/{_seg(attribute)}/options/{_seg(code)}",
+            {**body, "code": code},
+            option_write=True,
+        )
+
+    # ------------------------------------------------------------------ assets
+
+    def upsert_assets(self, family: str, assets: Iterable[dict[str, Any]]) -> list[AssetResult]:
+        """Bulk upsert, ≤100 per request; one AssetResult per input asset, in input order.
+
+        Per-asset failures (422 …) come back as results. A whole-request failure (unknown
+        family → PermanentPimError 404, 429/5xx/timeout → TransientPimError) raises; requests
+        for earlier chunks have already been applied, which is harmless because an upsert is
+        idempotent — retry the whole call. An asset without a string `code` is not sent and
+        gets a 422 result of its own.
+        """
+        items = list(assets)
+        results: list[AssetResult | None] = [None] * len(items)
+        sendable: list[tuple[int, dict[str, Any]]] = []
+        for index, asset in enumerate(items):
+            code = asset.get("code") if isinstance(asset, dict) else None
+            if isinstance(code, str) and code:
+                sendable.append((index, asset))
+            else:
+                results[index] = AssetResult(
+                    code=str(code or ""), status_code=422,
+                    message="asset has no code; it was not sent to the PIM",
+                )
+        path = f"{API}/asset-families/{_seg(family)}/assets"
+        for chunk in _chunks(sendable, BULK_LIMIT):
+            response = self._request("PATCH", path, json=[asset for _, asset in chunk])
+            lines = self._json(response, "PATCH")
+            if not isinstance(lines, list):
+                raise TransientPimError(
+                    "bulk asset response is not a list", status=response.status_code,
+                    method="PATCH", path=path,
+                )
+            by_code: dict[str, deque[dict[str, Any]]] = defaultdict(deque)
+            for line in lines:
+                if isinstance(line, dict):
+                    by_code[str(line.get("code"))].append(line)
+            for index, asset in chunk:
+                found = by_code[asset["code"]]
+                line = found.popleft() if found else None
+                results[index] = self._asset_result(asset["code"], line)
+        self._count("assets_upserted", sum(1 for r in results if r is not None and r.ok))
+        return [r for r in results if r is not None]
+
+    @staticmethod
+    def _asset_result(code: str, line: dict[str, Any] | None) -> AssetResult:
+        if line is None:
+            return AssetResult(code=code, status_code=502,
+                               message="the PIM response has no line for this asset")
+        try:
+            status = int(line.get("status_code") or 0)
+        except (TypeError, ValueError):
+            status = 0
+        errors = line.get("errors")
+        return AssetResult(
+            code=code,
+            status_code=status or 502,
+            message=line.get("message") if isinstance(line.get("message"), str) else None,
+            errors=[e for e in errors if isinstance(e, dict)] if isinstance(errors, list) else [],
+        )
+
+    def get_asset(self, family: str, code: str) -> dict[str, Any] | None:
+        result: dict[str, Any] | None = self._get_or_none(
+            f"{API}/asset-families/{_seg(family)}/assets/{_seg(code)}"
+        )
+        return result
+
+    def list_assets(
+        self, family: str, updated_after: datetime | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Assets page by page; `updated_after` is floored to the whole second (Akeneo's grain),
+        so a few extra assets may come back, but none updated after it is missed."""
+        params = None
+        if updated_after is not None:
+            search = {"updated": [{"operator": ">", "value": _utc_z(updated_after)}]}
+            params = {"search": json.dumps(search, separators=(",", ":"))}
+        return self._paginate(f"{API}/asset-families/{_seg(family)}/assets", params)
+
+    def delete_asset(self, family: str, code: str) -> bool:
+        """True when deleted, False when it was already gone (404)."""
+        path = f"{API}/asset-families/{_seg(family)}/assets/{_seg(code)}"
+        response = self._request("DELETE", path)
+        if response.status_code == 404:
+            return False
+        self._check(response, "DELETE")
+        return True
+
+    # ------------------------------------------------------------------ media files
+
+    def upload_media_file(self, path_or_fileobj: str | os.PathLike[str] | IO[bytes],
+                          filename: str) -> str:
+        """multipart `file`; returns the media-file code from `Asset-media-file-code`
+        (case-insensitive) or, failing that, the last segment of `Location`."""
+        if isinstance(path_or_fileobj, str | os.PathLike):
+            source = Path(path_or_fileobj)
+            if not source.is_file():
+                raise FileNotFoundError(f"media file to upload does not exist: {source}")
+
+            def files() -> dict[str, Any]:
+                return {"file": (filename, source.read_bytes())}
+        else:
+            fileobj = path_or_fileobj
+            start = fileobj.tell() if fileobj.seekable() else None
+
+            def files() -> dict[str, Any]:
+                if start is not None:
+                    fileobj.seek(start)  # a 401 retry must send the whole file again
+                return {"file": (filename, fileobj)}
+
+        path = f"{API}/asset-media-files"
+        response = self._check(self._request("POST", path, files=files), "POST")
+        code = media_code_from_headers(response.headers)
+        if not code:
+            raise PermanentPimError(
+                "media upload answered without Asset-media-file-code or Location header",
+                status=response.status_code, method="POST", path=path,
+            )
+        self._count("media_uploads")
+        return code
+
+    def download_media_file(self, code: str) -> bytes:
+        response = self._request("GET", f"{API}/asset-media-files/{_media_seg(code)}")
+        return self._check(response, "GET").content
+
+    # ------------------------------------------------------------------ products
+
+    def get_product(self, identifier: str) -> dict[str, Any] | None:
+        result: dict[str, Any] | None = self._get_or_none(f"{API}/products/{_seg(identifier)}")
+        return result
+
+    def patch_products(self, products: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Bulk product PATCH as NDJSON, ≤100 lines per request; one result per line.
+
+        `line` in the results counts over the whole input (1-based), not per request.
+        Whole-request failures raise, as in `upsert_assets`.
+        """
+        items = list(products)
+        path = f"{API}/products"
+        results: list[dict[str, Any]] = []
+        for offset, chunk in enumerate(_chunks(items, BULK_LIMIT)):
+            body = "\n".join(json.dumps(p, separators=(",", ":")) for p in chunk)
+            response = self._request(
+                "PATCH", path, data=body.encode(), headers={"Content-Type": COLLECTION_JSON}
+            )
+            self._check(response, "PATCH")
+            for raw in response.text.splitlines():
+                if not raw.strip():
+                    continue
+                try:
+                    line = json.loads(raw)
+                except ValueError:
+                    raise TransientPimError("bulk product response line is not JSON",
+                                            status=response.status_code, method="PATCH",
+                                            path=path) from None
+                if isinstance(line, dict):
+                    if isinstance(line.get("line"), int):
+                        line["line"] += offset * BULK_LIMIT
+                    results.append(line)
+        return results
+
+
+__all__ = [
+    "AkeneoClient",
+    "PermanentPimError",
+    "PimAuthError",
+    "PimError",
+    "TransientPimError",
+    "classify_status",
+    "media_code_from_headers",
+]

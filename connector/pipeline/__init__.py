@@ -1,0 +1,131 @@
+"""The sync pipeline's application layer (plain Python: no Celery import anywhere here).
+
+A run of one source goes fetch → transform → push, as Celery tasks (tasks/pipeline.py),
+each task body being one call of this package. Work travels as ids; the data waits in
+Redis under the run's keys. Every step is idempotent (see `runs`), so acks_late
+redelivery after a crash neither loses nor double-counts anything.
+
+API for the CLI and other modules (all take an optional keyword `services=`; default:
+this process's `get_services()`, built from $CONNECTOR_CONFIG and the environment):
+
+Runs
+    start_run(source, trigger="manual", full=False, since=None, asset_ids=None,
+              force=False, dry_run=False) -> StartResult
+        .run_id / .busy / .holder / .message / .started / .to_dict().
+        A source runs one sync at a time (per-source Redis lock, TTL
+        SyncConfig.run_lock_ttl, renewed as tasks progress): a second request — manual or
+        a scheduled one from a duplicate/standby beat — gets busy=True and
+        "source X is busy with run R". `full` ignores the watermark; `asset_ids` syncs
+        just those ids (stored in Redis, not in task arguments); `force` pushes even
+        unchanged assets; `dry_run` writes nothing and records differences.
+    run_report(run_id) -> dict          state, counts (seen, skipped, quarantined,
+        unchanged, created, updated, failed/dead_lettered, deleted, requests,
+        mean_assets_per_request, duration), progress (chunks_done/total,
+        batches_done/total), errors. Live while running; state "abandoned" when its lock
+        expired with no finisher.
+    list_runs(source, limit=20) -> list[dict]   newest first
+    watermark(source) -> datetime | None;  set_watermark(source, moment | None)
+    lock_holder(source) -> str | None;  source_status(source) -> dict
+    dry_run_differences(run_id) -> list[dict]   value-level diffs of a dry run
+
+Failures
+    dead_letters(source, limit=100) -> list[dict]   PIM status, message, errors[],
+        attempts, run id, time, values
+    retry_dead_letters(source, dam_ids=None, inline=False) -> dict   re-fetch from the
+        DAM and push again (a run by default; inline=True pushes here and returns counts)
+    quarantine(source, limit=100) -> list[dict]
+    explain(source, dam_id) -> dict   current DAM record, transform result now, last push
+        result, dead letter, quarantine entry
+
+Maintenance
+    reconcile(source, apply=False) -> dict   orphans (PIM assets this connector created
+        whose DAM asset is gone) and missing (DAM product assets absent from the PIM);
+        apply=True applies the deletion policy to orphans and starts a run for the missing
+    apply_deletions(source, dam_ids) -> dict   the source's DeletionPolicy
+
+Real time (intake)
+    sync_assets_by_id(source, asset_ids, deleted_ids=(), trigger="webhook") -> dict
+        in-process fetch/transform/push of ≤100 ids; raises SyncUnavailableError (a
+        TransientPimError) when the PIM could not take some of them: retry the task.
+
+Task bodies (tasks/pipeline.py only)
+    start_and_fetch(source, trigger), fetch(run_id), transform(run_id, chunk_id),
+    push(run_id, batch_id), gave_up(kind, run_id, item_id, error)
+
+Wiring
+    Services(config, redis, keys, client=, cache=, sources=, enqueuer=, ...) holds the
+    collaborators, built lazily once per process; get_services()/set_services(). The
+    `Enqueuer` protocol (fetch/transform/push) is implemented by tasks/pipeline.py and
+    found at run time through $CONNECTOR_ENQUEUER (default "tasks.pipeline:enqueuer").
+
+Watermark rule: after a run that succeeded and covered everything since the previous
+watermark, the watermark becomes (run start - SyncConfig.watermark_overlap). Failed runs,
+dry runs, asset-id runs and runs `since` a later moment leave it alone. Dead-lettered
+assets do not fail a run: they wait in the dead-letter store for a retry.
+"""
+
+from connector.pipeline.deletions import apply_deletions
+from connector.pipeline.errors import (
+    PipelineError,
+    SyncUnavailableError,
+    UnknownRunError,
+    UnknownSourceError,
+)
+from connector.pipeline.ops import (
+    dead_letters,
+    dry_run_differences,
+    explain,
+    list_runs,
+    lock_holder,
+    quarantine,
+    retry_dead_letters,
+    run_report,
+    set_watermark,
+    source_status,
+    watermark,
+)
+from connector.pipeline.realtime import sync_assets_by_id
+from connector.pipeline.reconcile import reconcile
+from connector.pipeline.runs import RunRecord, StartResult
+from connector.pipeline.services import Enqueuer, Services, get_services, set_services
+from connector.pipeline.sync import (
+    fetch,
+    gave_up,
+    push,
+    start_and_fetch,
+    start_run,
+    transform,
+)
+
+__all__ = [
+    "Enqueuer",
+    "PipelineError",
+    "RunRecord",
+    "Services",
+    "StartResult",
+    "SyncUnavailableError",
+    "UnknownRunError",
+    "UnknownSourceError",
+    "apply_deletions",
+    "dead_letters",
+    "dry_run_differences",
+    "explain",
+    "fetch",
+    "gave_up",
+    "get_services",
+    "list_runs",
+    "lock_holder",
+    "push",
+    "quarantine",
+    "reconcile",
+    "retry_dead_letters",
+    "run_report",
+    "set_services",
+    "set_watermark",
+    "source_status",
+    "start_and_fetch",
+    "start_run",
+    "sync_assets_by_id",
+    "transform",
+    "watermark",
+]

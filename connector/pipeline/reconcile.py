@@ -1,0 +1,149 @@
+"""Reconciliation: compare the DAM's product assets with the PIM's assets, both in full.
+
+Both sides are streamed page by page into Redis sets (never Python sets: a DAM may hold
+millions of assets) and compared with SDIFFSTORE, then the differences are read back
+with SSCAN in pages:
+
+- orphans: in the PIM (a family of the source), created by this connector (its code is in
+  the source's code → dam id map), but no longer a product asset in the DAM;
+- missing: a product asset in the DAM, absent from the PIM (deleted behind our back).
+
+With apply=True the deletion policy runs on the orphans and a run with the missing ids
+(force: their stored hashes would call them "unchanged") is started.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from typing import Any
+
+from connector.pipeline.deletions import apply_to_codes
+from connector.pipeline.services import Services, get_services
+from connector.pipeline.sync import product_family_of, start_run
+from connector.transform.codes import asset_code
+
+PAGE = 500
+WORK_TTL = 6 * 3600
+SAMPLE = 20
+
+
+def _scan(s: Services, key: str, page: int = PAGE) -> Iterator[list[str]]:
+    cursor = 0
+    while True:
+        cursor, members = s.redis.sscan(key, cursor=cursor, count=page)
+        if members:
+            yield [m.decode() for m in members]
+        if cursor == 0:
+            return
+
+
+def reconcile(
+    source: str, apply: bool = False, *, services: Services | None = None
+) -> dict[str, Any]:
+    """Report (and with apply, repair) the differences between DAM and PIM for `source`."""
+    s = services or get_services()
+    config = s.source_config(source)
+    families = [f.name for f in s.config.families_of(config)]
+    base = s.keys.of("reconcile", source, secrets.token_hex(4))
+    dam_codes, dam_ids = f"{base}:dam", f"{base}:damid"
+    temp: list[str] = [dam_codes, dam_ids]
+    report: dict[str, Any] = {"source": source, "families": families, "dam_product_assets": 0,
+                              "pim_assets": {}, "orphans": 0, "missing": 0, "foreign": 0,
+                              "orphan_sample": [], "missing_sample": [], "applied": apply}
+    try:
+        # DAM side: every product asset's code (selection rules applied to each record).
+        dam = s.source(source)
+        for page in dam.changed_since(None):
+            pipe = s.redis.pipeline()
+            for asset in page.assets:
+                if product_family_of(s.config, config, asset) is None:
+                    continue
+                code = asset_code(asset.id)
+                pipe.sadd(dam_codes, code)
+                pipe.hset(dam_ids, code, asset.id)
+            pipe.expire(dam_codes, WORK_TTL)
+            pipe.expire(dam_ids, WORK_TTL)
+            pipe.execute()
+        report["dam_product_assets"] = int(s.redis.scard(dam_codes))
+
+        # PIM side, one set per family.
+        pim_sets: dict[str, str] = {}
+        for family in families:
+            key = f"{base}:pim:{family}"
+            pim_sets[family] = key
+            temp.append(key)
+            batch: list[str] = []
+            for item in s.client.list_assets(family):
+                batch.append(str(item.get("code")))
+                if len(batch) >= PAGE:
+                    s.redis.sadd(key, *batch)
+                    batch = []
+            if batch:
+                s.redis.sadd(key, *batch)
+            s.redis.expire(key, WORK_TTL)
+            report["pim_assets"][family] = int(s.redis.scard(key))
+
+        # Orphans: PIM minus DAM, restricted to codes this connector created.
+        orphans: list[tuple[str, str]] = []
+        codes_key = s.keys.of("code", source)
+        for family, key in pim_sets.items():
+            diff = f"{base}:orph:{family}"
+            temp.append(diff)
+            s.redis.sdiffstore(diff, [key, dam_codes])
+            s.redis.expire(diff, WORK_TTL)
+            for codes in _scan(s, diff):
+                known = s.redis.hmget(codes_key, codes)
+                for code, dam_id in zip(codes, known, strict=True):
+                    if dam_id is None:
+                        report["foreign"] += 1
+                        continue
+                    report["orphans"] += 1
+                    if len(report["orphan_sample"]) < SAMPLE:
+                        report["orphan_sample"].append(
+                            {"family": family, "code": code, "dam_id": dam_id.decode()})
+                    if apply:
+                        orphans.append((family, code))
+                        if len(orphans) >= 100:
+                            _merge(report, "deletions", apply_to_codes(source, orphans, services=s))
+                            orphans = []
+        if apply and orphans:
+            _merge(report, "deletions", apply_to_codes(source, orphans, services=s))
+
+        # Missing: DAM minus every family of the PIM.
+        missing = f"{base}:missing"
+        temp.append(missing)
+        s.redis.sdiffstore(missing, [dam_codes, *pim_sets.values()])
+        s.redis.expire(missing, WORK_TTL)
+        report["missing"] = int(s.redis.scard(missing))
+        for codes in _scan(s, missing):
+            for code, dam_id in zip(codes, s.redis.hmget(dam_ids, codes), strict=True):
+                if dam_id is not None and len(report["missing_sample"]) < SAMPLE:
+                    report["missing_sample"].append({"code": code, "dam_id": dam_id.decode()})
+            if len(report["missing_sample"]) >= SAMPLE:
+                break
+        if apply and report["missing"]:
+            started = start_run(
+                source, "reconcile", asset_ids=_missing_ids(s, missing, dam_ids), force=True,
+                services=s,
+            )
+            report["requeue"] = started.to_dict()
+    finally:
+        s.redis.delete(*temp)
+    return report
+
+
+def _missing_ids(s: Services, missing: str, dam_ids: str) -> Iterator[str]:
+    for codes in _scan(s, missing):
+        for dam_id in s.redis.hmget(dam_ids, codes):
+            if dam_id is not None:
+                yield dam_id.decode()
+
+
+def _merge(report: dict[str, Any], name: str, counts: dict[str, Any]) -> None:
+    target = report.setdefault(name, {})
+    for key, value in counts.items():
+        if isinstance(value, int):
+            target[key] = target.get(key, 0) + value
+        elif isinstance(value, list):
+            target.setdefault(key, []).extend(value[:20])

@@ -1,0 +1,620 @@
+"""Run bookkeeping in Redis: lock, run record, idempotent counts, batching and completion.
+
+Why not a Celery chord: chords on Redis lose their body when parts are redelivered or a
+counter expires. Everything here is duplicate-safe instead, so any task may run twice
+(acks_late redelivery after a crash) without double-counting or losing the run's end:
+
+- per-asset *states* (hash dam id → state) with counters moved by one Lua script; a state
+  only moves forward (seen → pending → a final state), so a replay changes nothing;
+- *sets* of expected and finished chunk ids and batch ids (SADD is idempotent);
+- the per-family *pending buffer*: assets are appended only on their first move to
+  `pending`, and full batches of `push_batch_size` are cut atomically in Lua, so requests
+  are filled across chunk boundaries;
+- the completion check (one Lua script run after every task): "fetch done ∧ all chunks
+  done" → one caller (SET NX) flushes the remainders into last batches; "… ∧ all batches
+  done" → one caller (SET NX) is the finisher. The same caller identity gets the same
+  answer again on a replay, so a crash between "claimed" and "acted" is repaired by the
+  redelivered task.
+
+The keys a script touches beyond its KEYS are derived from the run's key prefix (one Redis
+server, not Redis Cluster).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import redis
+
+from connector.pipeline.errors import UnknownRunError
+from connector.redis_conn import Keys
+
+TERMINAL_STATES = frozenset({"succeeded", "failed"})
+
+# Counter names of a run report (one per final asset state, plus request statistics).
+COUNT_NAMES = (
+    "seen",
+    "skipped",
+    "quarantined",
+    "unchanged",
+    "pending",
+    "created",
+    "updated",
+    "failed",
+    "deleted",
+    "deletion_ignored",
+    "deletion_failed",
+    "requests",
+    "sent",
+)
+
+# redis-py types each command as `T | Awaitable[T]` (sync and asyncio clients share stubs);
+# the connector only uses the synchronous client, so its handles are typed loosely.
+SyncRedis = Any
+
+RUN_RECORD_TTL = 30 * 24 * 3600  # run records and reports
+WORK_TTL = 2 * 24 * 3600  # chunks, batches, states: must outlive the longest run
+RUNS_KEPT_PER_SOURCE = 500
+ERRORS_KEPT = 50
+
+_TRANSITION = """
+local RANK = {seen = 0, pending = 1}
+local function rank(s) return RANK[s] or 2 end
+local changed = 0
+for i = 2, #ARGV, 2 do
+  local member, new = ARGV[i], ARGV[i + 1]
+  local old = redis.call('HGET', KEYS[1], member)
+  if (not old) or rank(new) > rank(old) then
+    redis.call('HSET', KEYS[1], member, new)
+    if old and old ~= 'seen' then redis.call('HINCRBY', KEYS[2], old, -1) end
+    redis.call('HINCRBY', KEYS[2], new, 1)
+    changed = changed + 1
+  end
+end
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+redis.call('EXPIRE', KEYS[2], ARGV[1])
+return changed
+"""
+
+_CUT = """
+local function cut(prefix, fam, n, ttl, batches)
+  local pend = prefix .. ':pend:' .. fam
+  local items = redis.call('LRANGE', pend, 0, n - 1)
+  redis.call('LTRIM', pend, #items, -1)
+  local bid = 'b' .. redis.call('INCR', prefix .. ':bseq')
+  redis.call('EXPIRE', prefix .. ':bseq', ttl)
+  local body = '{"family":"' .. fam .. '","items":[' .. table.concat(items, ',') .. ']}'
+  redis.call('SET', prefix .. ':b:' .. bid, body, 'EX', ttl)
+  redis.call('SADD', batches, bid)
+  redis.call('EXPIRE', batches, ttl)
+  return bid
+end
+"""
+
+# KEYS: states, counts, families, batches, this chunk's batches
+# ARGV: prefix, batch size, ttl, then (member, family, payload) triples
+_ENQUEUE = _CUT + """
+local prefix, size, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local touched = {}
+for i = 4, #ARGV, 3 do
+  local member, fam, payload = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local old = redis.call('HGET', KEYS[1], member)
+  if (not old) or old == 'seen' then
+    redis.call('HSET', KEYS[1], member, 'pending')
+    redis.call('HINCRBY', KEYS[2], 'pending', 1)
+    local pend = prefix .. ':pend:' .. fam
+    redis.call('RPUSH', pend, payload)
+    redis.call('EXPIRE', pend, ttl)
+    redis.call('SADD', KEYS[3], fam)
+    redis.call('EXPIRE', KEYS[3], ttl)
+    touched[#touched + 1] = fam
+  end
+end
+local out = {}
+local done = {}
+for _, fam in ipairs(touched) do
+  if not done[fam] then
+    done[fam] = true
+    while redis.call('LLEN', prefix .. ':pend:' .. fam) >= size do
+      local bid = cut(prefix, fam, size, ttl, KEYS[4])
+      redis.call('SADD', KEYS[5], bid)
+      out[#out + 1] = bid
+    end
+  end
+end
+redis.call('EXPIRE', KEYS[1], ttl)
+redis.call('EXPIRE', KEYS[5], ttl)
+return out
+"""
+
+# KEYS: run, chunks, chunks done, batches, batches done, families, flush batches
+# ARGV: prefix, caller, batch size, ttl
+_COMPLETE = _CUT + """
+local run, prefix, caller = KEYS[1], ARGV[1], ARGV[2]
+local size, ttl = tonumber(ARGV[3]), tonumber(ARGV[4])
+if redis.call('HGET', run, 'fetch_done') ~= '1' then return {'wait'} end
+if redis.call('SCARD', KEYS[2]) ~= redis.call('SCARD', KEYS[3]) then return {'wait'} end
+local owner = redis.call('HGET', run, 'flush_owner')
+if not owner then
+  redis.call('HSET', run, 'flush_owner', caller)
+  owner = caller
+  for _, fam in ipairs(redis.call('SMEMBERS', KEYS[6])) do
+    while redis.call('LLEN', prefix .. ':pend:' .. fam) > 0 do
+      local bid = cut(prefix, fam, size, ttl, KEYS[4])
+      redis.call('SADD', KEYS[7], bid)
+      redis.call('EXPIRE', KEYS[7], ttl)
+    end
+  end
+  redis.call('HSET', run, 'flushed', '1')
+end
+if owner == caller then
+  local out = {'push'}
+  for _, bid in ipairs(redis.call('SMEMBERS', KEYS[7])) do
+    if redis.call('SISMEMBER', KEYS[5], bid) == 0 then out[#out + 1] = bid end
+  end
+  if #out > 1 then return out end
+end
+if redis.call('SCARD', KEYS[4]) ~= redis.call('SCARD', KEYS[5]) then return {'wait'} end
+local finisher = redis.call('HGET', run, 'finisher')
+if not finisher then
+  redis.call('HSET', run, 'finisher', caller)
+  return {'finish'}
+end
+if finisher == caller then return {'finish'} end
+return {'done'}
+"""
+
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('EXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+def _s(value: bytes | str | None) -> str | None:
+    if value is None:
+        return None
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def parse_time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@dataclass
+class StartResult:
+    """What `start_run` answers: a run id, or who holds the source."""
+
+    run_id: str | None
+    busy: bool = False
+    holder: str | None = None
+    message: str = ""
+
+    @property
+    def started(self) -> bool:
+        return self.run_id is not None and not self.busy
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "busy": self.busy, "holder": self.holder,
+                "message": self.message}
+
+
+@dataclass
+class RunRecord:
+    """The run hash, typed."""
+
+    run_id: str
+    source: str
+    trigger: str
+    state: str
+    started_at: datetime
+    full: bool = False
+    since: datetime | None = None
+    has_asset_ids: bool = False
+    force: bool = False
+    dry_run: bool = False
+    finished_at: datetime | None = None
+    error: str | None = None
+    watermark_before: datetime | None = None
+    watermark_after: datetime | None = None
+    fetch_done: bool = False
+    report: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_hash(cls, run_id: str, raw: dict[bytes, bytes]) -> RunRecord:
+        d = {k.decode(): v.decode() for k, v in raw.items()}
+        return cls(
+            run_id=run_id,
+            source=d["source"],
+            trigger=d.get("trigger", ""),
+            state=d.get("state", "queued"),
+            started_at=parse_time(d.get("started_at")) or utcnow(),
+            full=d.get("full") == "1",
+            since=parse_time(d.get("since")),
+            has_asset_ids=d.get("asset_ids") == "1",
+            force=d.get("force") == "1",
+            dry_run=d.get("dry_run") == "1",
+            finished_at=parse_time(d.get("finished_at")),
+            error=d.get("error") or None,
+            watermark_before=parse_time(d.get("watermark_before")),
+            watermark_after=parse_time(d.get("watermark_after")),
+            fetch_done=d.get("fetch_done") == "1",
+            report=json.loads(d["report"]) if d.get("report") else {},
+        )
+
+    @property
+    def duration(self) -> float | None:
+        if self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()
+
+
+class RunStore:
+    """All run state of all sources, in one Redis namespace."""
+
+    def __init__(self, redis_client: redis.Redis, keys: Keys) -> None:
+        self.redis: SyncRedis = redis_client
+        self.keys = keys
+        self._transition = redis_client.register_script(_TRANSITION)
+        self._enqueue = redis_client.register_script(_ENQUEUE)
+        self._complete = redis_client.register_script(_COMPLETE)
+        self._renew = redis_client.register_script(_RENEW)
+        self._release = redis_client.register_script(_RELEASE)
+
+    # ------------------------------------------------------------------ keys
+
+    def prefix(self, run_id: str) -> str:
+        return self.keys.of("run", run_id)
+
+    def key(self, run_id: str, *parts: str) -> str:
+        return self.keys.of("run", run_id, *parts)
+
+    def lock_key(self, source: str) -> str:
+        return self.keys.of("lock", "run", source)
+
+    def watermark_key(self, source: str) -> str:
+        return self.keys.of("watermark", source)
+
+    def index_key(self, source: str) -> str:
+        return self.keys.of("runs", source)
+
+    # ------------------------------------------------------------------ lock
+
+    def acquire(self, source: str, run_id: str, ttl: int) -> str | None:
+        """Take the source's lock for `run_id`; None when taken, else the holder's run id."""
+        if self.redis.set(self.lock_key(source), run_id, nx=True, ex=ttl):
+            return None
+        holder = _s(self.redis.get(self.lock_key(source)))
+        if holder is None:  # expired in between: one more try
+            if self.redis.set(self.lock_key(source), run_id, nx=True, ex=ttl):
+                return None
+            holder = _s(self.redis.get(self.lock_key(source))) or "?"
+        return holder
+
+    def renew(self, source: str, run_id: str, ttl: int) -> bool:
+        return bool(self._renew(keys=[self.lock_key(source)], args=[run_id, ttl]))
+
+    def release(self, source: str, run_id: str) -> bool:
+        return bool(self._release(keys=[self.lock_key(source)], args=[run_id]))
+
+    def holder(self, source: str) -> str | None:
+        return _s(self.redis.get(self.lock_key(source)))
+
+    # ------------------------------------------------------------------ watermark
+
+    def watermark(self, source: str) -> datetime | None:
+        return parse_time(_s(self.redis.get(self.watermark_key(source))))
+
+    def set_watermark(self, source: str, moment: datetime) -> None:
+        self.redis.set(self.watermark_key(source), moment.astimezone(UTC).isoformat())
+
+    # ------------------------------------------------------------------ records
+
+    @staticmethod
+    def new_run_id() -> str:
+        return utcnow().strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(4)
+
+    def create(
+        self,
+        run_id: str,
+        source: str,
+        trigger: str,
+        *,
+        full: bool,
+        since: datetime | None,
+        asset_ids: Iterable[str] | None,
+        force: bool,
+        dry_run: bool,
+        watermark: datetime | None,
+    ) -> RunRecord:
+        now = utcnow()
+        fields = {
+            "source": source,
+            "trigger": trigger,
+            "state": "queued",
+            "started_at": now.isoformat(),
+            "full": "1" if full else "0",
+            "since": since.astimezone(UTC).isoformat() if since else "",
+            "asset_ids": "1" if asset_ids is not None else "0",
+            "force": "1" if force else "0",
+            "dry_run": "1" if dry_run else "0",
+            "watermark_before": watermark.isoformat() if watermark else "",
+        }
+        pipe = self.redis.pipeline()
+        pipe.hset(self.prefix(run_id), mapping=fields)
+        pipe.expire(self.prefix(run_id), RUN_RECORD_TTL)
+        pipe.zadd(self.index_key(source), {run_id: now.timestamp()})
+        pipe.zremrangebyrank(self.index_key(source), 0, -RUNS_KEPT_PER_SOURCE - 1)
+        pipe.execute()
+        if asset_ids is not None:  # streamed in slices: the list may be long
+            ids_key = self.key(run_id, "ids")
+            page: list[str] = []
+            for dam_id in asset_ids:
+                page.append(dam_id)
+                if len(page) >= 1000:
+                    self.redis.rpush(ids_key, *page)
+                    page = []
+            if page:
+                self.redis.rpush(ids_key, *page)
+            self.redis.expire(ids_key, WORK_TTL)
+        return self.get(run_id)
+
+    def get(self, run_id: str) -> RunRecord:
+        raw = self.redis.hgetall(self.prefix(run_id))
+        if not raw:
+            raise UnknownRunError(f"no run {run_id!r} (unknown or expired)")
+        return RunRecord.from_hash(run_id, raw)
+
+    def exists(self, run_id: str) -> bool:
+        return bool(self.redis.exists(self.prefix(run_id)))
+
+    def set_fields(self, run_id: str, **values: str) -> None:
+        self.redis.hset(self.prefix(run_id), mapping=values)
+
+    def mark_running(self, run_id: str) -> None:
+        self.redis.hsetnx(self.prefix(run_id), "running_at", utcnow().isoformat())
+        # queued → running only; a terminal state is never overwritten
+        if _s(self.redis.hget(self.prefix(run_id), "state")) == "queued":
+            self.redis.hset(self.prefix(run_id), "state", "running")
+
+    def add_error(self, run_id: str, message: str, *, fatal: bool) -> None:
+        """Note a problem of the run; `fatal` makes the run end as failed."""
+        pipe = self.redis.pipeline()
+        pipe.rpush(self.key(run_id, "errors"), message[:2000])
+        pipe.ltrim(self.key(run_id, "errors"), -ERRORS_KEPT, -1)
+        pipe.expire(self.key(run_id, "errors"), RUN_RECORD_TTL)
+        if fatal:
+            pipe.hsetnx(self.prefix(run_id), "error", message[:2000])
+        pipe.execute()
+
+    def errors(self, run_id: str) -> list[str]:
+        return [e.decode() for e in self.redis.lrange(self.key(run_id, "errors"), 0, -1)]
+
+    def run_ids(self, source: str, limit: int = 20) -> list[str]:
+        return [r.decode() for r in self.redis.zrevrange(self.index_key(source), 0, limit - 1)]
+
+    def asset_ids(self, run_id: str, page: int = 1000) -> Iterator[list[str]]:
+        """The run's explicit asset ids, in pages (never the whole list in memory)."""
+        start = 0
+        while True:
+            ids = self.redis.lrange(self.key(run_id, "ids"), start, start + page - 1)
+            if not ids:
+                return
+            yield [i.decode() for i in ids]
+            start += page
+
+    # ------------------------------------------------------------------ per-asset states
+
+    def transition(self, run_id: str, pairs: Iterable[tuple[str, str]]) -> int:
+        """Move assets to states (only forward); counters follow. Returns how many moved."""
+        args: list[str] = []
+        for member, state in pairs:
+            args += [member, state]
+        if not args:
+            return 0
+        return int(
+            self._transition(
+                keys=[self.key(run_id, "st"), self.key(run_id, "n")], args=[WORK_TTL, *args]
+            )
+        )
+
+    def state_of(self, run_id: str, member: str) -> str | None:
+        return _s(self.redis.hget(self.key(run_id, "st"), member))
+
+    def count(self, run_id: str, name: str, amount: int = 1) -> None:
+        """Plain counters (requests, bytes): they count what happened, replays included."""
+        self.redis.hincrby(self.key(run_id, "n"), name, amount)
+
+    def counts(self, run_id: str) -> dict[str, int]:
+        raw = self.redis.hgetall(self.key(run_id, "n"))
+        out = dict.fromkeys(COUNT_NAMES, 0)
+        out.update({k.decode(): int(v) for k, v in raw.items()})
+        return out
+
+    # ------------------------------------------------------------------ chunks
+
+    def store_chunk(self, run_id: str, chunk_id: str, body: str) -> None:
+        pipe = self.redis.pipeline()
+        pipe.set(self.key(run_id, "c", chunk_id), body, ex=WORK_TTL)
+        pipe.sadd(self.key(run_id, "chunks"), chunk_id)
+        pipe.expire(self.key(run_id, "chunks"), WORK_TTL)
+        pipe.execute()
+
+    def load_chunk(self, run_id: str, chunk_id: str) -> str | None:
+        return _s(self.redis.get(self.key(run_id, "c", chunk_id)))
+
+    def chunk_done(self, run_id: str, chunk_id: str) -> bool:
+        return bool(self.redis.sismember(self.key(run_id, "chunks_done"), chunk_id))
+
+    def finish_chunk(self, run_id: str, chunk_id: str) -> None:
+        pipe = self.redis.pipeline()
+        pipe.sadd(self.key(run_id, "chunks_done"), chunk_id)
+        pipe.expire(self.key(run_id, "chunks_done"), WORK_TTL)
+        pipe.delete(self.key(run_id, "c", chunk_id))
+        pipe.execute()
+
+    def enqueue_pending(
+        self, run_id: str, chunk_id: str, items: Iterable[tuple[str, str, str]], batch_size: int
+    ) -> list[str]:
+        """Append (dam id, family, payload JSON) to the family buffers; returns the batch ids
+        to push: new full batches plus those this chunk cut earlier and that are not done
+        (a replayed chunk re-announces them, in case it crashed before enqueuing them)."""
+        args: list[str] = [self.prefix(run_id), str(batch_size), str(WORK_TTL)]
+        for member, family, payload in items:
+            args += [member, family, payload]
+        self._enqueue(
+            keys=[
+                self.key(run_id, "st"),
+                self.key(run_id, "n"),
+                self.key(run_id, "fams"),
+                self.key(run_id, "batches"),
+                self.key(run_id, "cb", chunk_id),
+            ],
+            args=args,
+        )
+        mine = {b.decode() for b in self.redis.smembers(self.key(run_id, "cb", chunk_id))}
+        done = self._batches_done(run_id, mine)
+        return sorted(mine - done, key=_batch_order)
+
+    def _batches_done(self, run_id: str, batch_ids: set[str]) -> set[str]:
+        if not batch_ids:
+            return set()
+        ordered = list(batch_ids)
+        flags = self.redis.smismember(self.key(run_id, "batches_done"), ordered)
+        return {b for b, f in zip(ordered, flags, strict=True) if f}
+
+    # ------------------------------------------------------------------ batches
+
+    def load_batch(self, run_id: str, batch_id: str) -> dict[str, Any] | None:
+        raw = self.redis.get(self.key(run_id, "b", batch_id))
+        return json.loads(raw) if raw else None
+
+    def rewrite_batch(self, run_id: str, batch_id: str, batch: dict[str, Any]) -> None:
+        self.redis.set(self.key(run_id, "b", batch_id), json.dumps(batch), ex=WORK_TTL)
+
+    def next_attempt(self, run_id: str, batch_id: str) -> int:
+        """1 for the first push of a batch, then 2, 3, ... (counts redeliveries too)."""
+        pipe = self.redis.pipeline()
+        pipe.hincrby(self.key(run_id, "attempts"), batch_id, 1)
+        pipe.expire(self.key(run_id, "attempts"), WORK_TTL)
+        return int(pipe.execute()[0])
+
+    def batch_done(self, run_id: str, batch_id: str) -> bool:
+        return bool(self.redis.sismember(self.key(run_id, "batches_done"), batch_id))
+
+    def finish_batch(self, run_id: str, batch_id: str) -> None:
+        pipe = self.redis.pipeline()
+        pipe.sadd(self.key(run_id, "batches_done"), batch_id)
+        pipe.expire(self.key(run_id, "batches_done"), WORK_TTL)
+        pipe.delete(self.key(run_id, "b", batch_id))
+        pipe.execute()
+
+    # ------------------------------------------------------------------ completion
+
+    def set_fetch_done(self, run_id: str) -> None:
+        self.redis.hset(self.prefix(run_id), "fetch_done", "1")
+
+    def check_completion(self, run_id: str, caller: str, batch_size: int) -> tuple[str, list[str]]:
+        """('wait'|'push'|'finish'|'done', batch ids to push). See the module docstring."""
+        answer = self._complete(
+            keys=[
+                self.prefix(run_id),
+                self.key(run_id, "chunks"),
+                self.key(run_id, "chunks_done"),
+                self.key(run_id, "batches"),
+                self.key(run_id, "batches_done"),
+                self.key(run_id, "fams"),
+                self.key(run_id, "flushb"),
+            ],
+            args=[self.prefix(run_id), caller, batch_size, WORK_TTL],
+        )
+        words = [_s(a) or "" for a in answer]
+        return words[0], sorted(words[1:], key=_batch_order)
+
+    def progress(self, run_id: str) -> dict[str, int]:
+        pipe = self.redis.pipeline()
+        for name in ("chunks", "chunks_done", "batches", "batches_done"):
+            pipe.scard(self.key(run_id, name))
+        chunks, chunks_done, batches, batches_done = pipe.execute()
+        return {
+            "chunks_total": int(chunks),
+            "chunks_done": int(chunks_done),
+            "batches_total": int(batches),
+            "batches_done": int(batches_done),
+        }
+
+    def finalize(
+        self, run_id: str, *, overlap: float, advance_watermark: bool
+    ) -> RunRecord:
+        """Close the run once (idempotent): state, report, watermark, lock."""
+        record = self.get(run_id)
+        if record.state in TERMINAL_STATES:
+            self.release(record.source, run_id)
+            return record
+        finished = utcnow()
+        counts = self.counts(run_id)
+        failed = record.error is not None
+        report: dict[str, Any] = dict(counts)
+        report.pop("pending", None)
+        report["dead_lettered"] = counts["failed"]
+        report["mean_assets_per_request"] = (
+            round(counts["sent"] / counts["requests"], 2) if counts["requests"] else 0.0
+        )
+        report["duration"] = round((finished - record.started_at).total_seconds(), 3)
+        report["errors"] = self.errors(run_id)[-10:]
+        report.update(self.progress(run_id))
+        fields = {
+            "state": "failed" if failed else "succeeded",
+            "finished_at": finished.isoformat(),
+            "report": json.dumps(report),
+        }
+        if not failed and advance_watermark:
+            candidate = record.started_at - timedelta(seconds=overlap)
+            current = self.watermark(record.source)
+            new = candidate if current is None or candidate > current else current
+            self.set_watermark(record.source, new)
+            fields["watermark_after"] = new.isoformat()
+        self.redis.hset(self.prefix(run_id), mapping=fields)
+        self.release(record.source, run_id)
+        self._cleanup(run_id)
+        return self.get(run_id)
+
+    def _cleanup(self, run_id: str) -> None:
+        """Drop the bulky per-run work keys early; counts and states expire on their own."""
+        fams = [f.decode() for f in self.redis.smembers(self.key(run_id, "fams"))]
+        pipe = self.redis.pipeline()
+        for fam in fams:
+            pipe.delete(self.key(run_id, "pend", fam))
+        pipe.delete(self.key(run_id, "ids"))
+        pipe.expire(self.key(run_id, "st"), 6 * 3600)
+        pipe.execute()
+
+
+def _batch_order(batch_id: str) -> tuple[int, str]:
+    digits = batch_id.lstrip("b")
+    return (int(digits) if digits.isdigit() else 0, batch_id)
+
+
+def now_ts() -> float:
+    return time.time()

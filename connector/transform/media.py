@@ -1,0 +1,142 @@
+"""media_file attributes: DAM binary → PIM media file code, uploaded once per content.
+
+The binary is read through the DAM source (`DamSource.open_binary`, which for REST DAMs
+goes through the SafeDownloader's host allow-list) into a spooled temporary file while its
+SHA-256 is computed and its size capped. When the same content was uploaded before (any
+asset, any worker: the hash → media-file-code map lives in Redis under
+``Keys.of("media", "sha256", <hex>)``) the earlier code is reused and nothing is uploaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import posixpath
+import tempfile
+from typing import IO, Any, Protocol
+from urllib.parse import urlsplit
+
+import redis
+
+from connector.dam.base import DamAsset, DamError, DamSource
+from connector.pim.errors import PermanentPimError
+from connector.pim.structure import Attribute
+from connector.redis_conn import Keys
+from connector.transform.converters import ConversionError
+
+log = logging.getLogger(__name__)
+
+_CHUNK = 1024 * 1024
+_SPOOL_IN_MEMORY = 8 * 1024 * 1024
+
+
+class MediaUploader(Protocol):
+    """The part of the PIM client this module uses."""
+
+    def upload_media_file(self, path_or_fileobj: Any, filename: str) -> str: ...
+
+
+class MediaFileHandler:
+    """Downloads, caps, hashes and uploads asset binaries; reuses codes by content hash."""
+
+    def __init__(
+        self,
+        source: DamSource,
+        uploader: MediaUploader,
+        redis_client: redis.Redis,
+        keys: Keys | None = None,
+        max_bytes: int = 200 * 1024 * 1024,
+        code_ttl: int | None = None,
+    ) -> None:
+        self.source = source
+        self.uploader = uploader
+        self.redis = redis_client
+        self.keys = keys or Keys()
+        self.max_bytes = max_bytes
+        self.code_ttl = code_ttl
+
+    def hash_key(self, sha256_hex: str) -> str:
+        return self.keys.of("media", "sha256", sha256_hex)
+
+    def media_code(self, asset: DamAsset, family: str, attribute: Attribute) -> str:
+        """The PIM media-file code of `asset`'s binary. ConversionError for data problems
+        (unreadable, too big, wrong extension, rejected by the PIM); transient PIM errors
+        propagate so the caller retries later."""
+        field = attribute.code
+        filename = self.filename_of(asset)
+        self._check_extension(field, filename, attribute)
+        limit = self._limit(attribute)
+        with tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY) as spool:
+            digest = self._download(asset, spool, limit, field)
+            cached = self.redis.get(self.hash_key(digest))
+            if cached:
+                return cached.decode() if isinstance(cached, bytes) else str(cached)
+            spool.seek(0)
+            try:
+                code = self.uploader.upload_media_file(spool, filename)
+            except PermanentPimError as exc:
+                raise ConversionError(
+                    field, f"the PIM rejected the file {filename!r}: {exc}"
+                ) from exc
+        self.redis.set(self.hash_key(digest), code, ex=self.code_ttl)
+        log.info("uploaded media file for asset %s (%s): %s", asset.id, filename, code)
+        return code
+
+    @staticmethod
+    def filename_of(asset: DamAsset) -> str:
+        if asset.filename:
+            return posixpath.basename(asset.filename.replace("\\", "/")) or asset.filename
+        if asset.media_url:
+            name = posixpath.basename(urlsplit(asset.media_url).path)
+            if name:
+                return name
+        return f"{asset.id}.bin"
+
+    @staticmethod
+    def _check_extension(field: str, filename: str, attribute: Attribute) -> None:
+        allowed = {e.lower().lstrip(".") for e in attribute.allowed_extensions}
+        if not allowed:
+            return
+        extension = os.path.splitext(filename)[1].lower().lstrip(".")
+        if extension not in allowed:
+            raise ConversionError(
+                field,
+                f"file {filename!r} has extension {extension or '(none)'!r}; "
+                f"allowed: {', '.join(sorted(allowed))}",
+            )
+
+    def _limit(self, attribute: Attribute) -> int:
+        limit = self.max_bytes
+        if attribute.max_file_size:
+            try:
+                megabytes = float(attribute.max_file_size)
+            except ValueError:
+                megabytes = 0.0
+            if megabytes > 0:
+                limit = min(limit, int(megabytes * 1024 * 1024))
+        return limit
+
+    def _download(self, asset: DamAsset, spool: IO[bytes], limit: int, field: str) -> str:
+        sha = hashlib.sha256()
+        size = 0
+        try:
+            with self.source.open_binary(asset) as stream:
+                while True:
+                    chunk = stream.read(_CHUNK)
+                    if not chunk:
+                        break
+                    size += len(chunk)
+                    if size > limit:
+                        raise ConversionError(
+                            field, f"file is larger than the {limit} bytes allowed"
+                        )
+                    sha.update(chunk)
+                    spool.write(chunk)
+        except ConversionError:
+            raise
+        except (DamError, OSError, ValueError) as exc:
+            raise ConversionError(field, f"cannot read the file from the DAM: {exc}") from exc
+        if size == 0:
+            raise ConversionError(field, "the DAM returned an empty file")
+        return sha.hexdigest()

@@ -1,0 +1,140 @@
+"""Thin Celery tasks of the sync pipeline: each body is one call into connector.pipeline.
+
+Retry policy: only transient failures (PIM 429/5xx/timeouts, DAM transient errors, Redis
+connection problems) are retried automatically, with exponential backoff + jitter, capped
+well below the broker's visibility timeout. Per-asset PIM retries are not Celery retries:
+`push` rewrites its batch to the failed assets and queues itself again with a countdown.
+A task that fails for good (retries exhausted, soft time limit, a bug) reports to
+`connector.pipeline.gave_up` so that its run still ends (failed) and releases its lock.
+
+acks_late + reject_on_worker_lost (celeryconfig): a killed worker's task is redelivered;
+every body is idempotent. Arguments are ids only: no payloads, no secrets.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import redis
+from celery import Task
+
+from connector import pipeline
+from connector.dam.base import TransientDamError
+from connector.pim.errors import TransientPimError
+from tasks import app
+
+log = logging.getLogger(__name__)
+
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    TransientPimError,
+    TransientDamError,
+    redis.ConnectionError,
+    redis.TimeoutError,
+)
+
+RETRY_POLICY: dict[str, Any] = {
+    "autoretry_for": TRANSIENT_ERRORS,
+    "retry_backoff": 2,
+    "retry_backoff_max": 300,
+    "retry_jitter": True,
+    "max_retries": 8,
+    "acks_late": True,
+    "reject_on_worker_lost": True,
+}
+
+
+class PipelineTask(Task):
+    """Reports a final failure to the pipeline so the run is not left hanging."""
+
+    #: which `gave_up` kind this task is (fetch | chunk | batch), None = nothing to repair
+    pipeline_kind: str | None = None
+
+    def on_failure(
+        self, exc: BaseException, task_id: str, args: tuple[Any, ...], kwargs: dict[str, Any],
+        einfo: Any,
+    ) -> None:
+        kind = self.pipeline_kind
+        if kind is None:
+            return
+        params = dict(kwargs)
+        names = {"fetch": ("source", "run_id"), "chunk": ("run_id", "chunk_id"),
+                 "batch": ("run_id", "batch_id")}[kind]
+        params.update(zip(names, args, strict=False))
+        run_id = params.get("run_id")
+        item = params.get(names[1]) if kind != "fetch" else "fetch"
+        if not run_id:
+            return
+        try:
+            pipeline.gave_up(kind, str(run_id), str(item), f"{type(exc).__name__}: {exc}")
+        except Exception:
+            log.exception("could not record the failure of %s for run %s", self.name, run_id)
+
+
+@app.task(
+    base=PipelineTask, bind=True, name="tasks.pipeline.fetch_changed_assets",
+    soft_time_limit=3300, time_limit=3600, pipeline_kind="fetch", **RETRY_POLICY,
+)
+def fetch_changed_assets(
+    self: PipelineTask,
+    source: str,
+    run_id: str | None = None,
+    trigger: str = "schedule",
+    full: bool = False,
+) -> dict[str, Any]:
+    """Fetch step of `run_id`; without a run id (beat), start a run of `source` first."""
+    if run_id is None:
+        return pipeline.start_run(source, trigger, full=full).to_dict()
+    return {"run_id": run_id, "state": pipeline.fetch(run_id).state}
+
+
+@app.task(
+    base=PipelineTask, bind=True, name="tasks.pipeline.transform_chunk", pipeline_kind="chunk",
+    **RETRY_POLICY,
+)
+def transform_chunk(self: PipelineTask, run_id: str, chunk_id: str) -> None:
+    pipeline.transform(run_id, chunk_id)
+
+
+@app.task(
+    base=PipelineTask, bind=True, name="tasks.pipeline.push_batch", pipeline_kind="batch",
+    **RETRY_POLICY,
+)
+def push_batch(self: PipelineTask, run_id: str, batch_id: str) -> None:
+    pipeline.push(run_id, batch_id)
+
+
+@app.task(
+    bind=True, name="tasks.pipeline.reconcile_source",
+    soft_time_limit=3300, time_limit=3600, **RETRY_POLICY,
+)
+def reconcile_source(self: Task, source: str, apply: bool = False) -> dict[str, Any]:
+    return pipeline.reconcile(source, apply=apply)
+
+
+@app.task(bind=True, name="tasks.pipeline.sync_asset_ids", **RETRY_POLICY)
+def sync_asset_ids(
+    self: Task,
+    source: str,
+    asset_ids: list[str],
+    deleted_ids: list[str] | None = None,
+    trigger: str = "webhook",
+) -> dict[str, Any]:
+    """Real-time sync of ≤100 ids (intake); retried while the PIM is unavailable."""
+    return pipeline.sync_assets_by_id(source, asset_ids, deleted_ids or (), trigger)
+
+
+class CeleryEnqueuer:
+    """`connector.pipeline.Enqueuer` on top of this app (found via $CONNECTOR_ENQUEUER)."""
+
+    def fetch(self, source: str, run_id: str) -> None:
+        fetch_changed_assets.apply_async(kwargs={"source": source, "run_id": run_id})
+
+    def transform(self, run_id: str, chunk_id: str, media: bool = False) -> None:
+        transform_chunk.apply_async((run_id, chunk_id), queue="media" if media else "transform")
+
+    def push(self, run_id: str, batch_id: str, countdown: float = 0.0) -> None:
+        push_batch.apply_async((run_id, batch_id), countdown=countdown if countdown > 0 else None)
+
+
+enqueuer = CeleryEnqueuer()

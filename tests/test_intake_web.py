@@ -1,0 +1,197 @@
+"""The webhook WSGI app in-process (werkzeug test client, real Redis): statuses and effects.
+
+The same app under gunicorn with a real worker is covered by tests/e2e/test_webhooks_e2e.py.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from werkzeug.test import Client
+
+from connector.config.model import (
+    Config,
+    EventFieldsConfig,
+    RealtimeConfig,
+    SourceConfig,
+    WebhookConfig,
+)
+from connector.intake.signature import compute_signature
+from connector.intake.store import IntakeStore
+from connector.intake.web import WebhookApp
+from connector.redis_conn import Keys
+from connector.settings import Secret
+
+EVENTS = EventFieldsConfig(
+    event_type="event",
+    asset_id="asset_id",
+    delivery_id_header="X-Delivery",
+    actions={"asset.updated": "upsert", "asset.deleted": "delete"},
+)
+GENERIC = WebhookConfig(
+    header="X-Signature",
+    prefix="sha256=",
+    secret=Secret("s3cret"),
+    max_body_bytes=2048,
+    events=EVENTS,
+)
+CLOUDINARY = WebhookConfig(
+    verification="digest",
+    header="X-Cld-Signature",
+    algorithm="sha1",
+    payload="{body}{timestamp}{secret}",
+    timestamp_header="X-Cld-Timestamp",
+    tolerance=600,
+    secret=Secret("cld"),
+    events=EventFieldsConfig(
+        event_type="notification_type",
+        asset_id="public_id",
+        actions={"upload": "upsert"},
+    ),
+)
+
+
+@pytest.fixture
+def env(namespace, redis_client):
+    config = Config(
+        families=(),
+        sources=(
+            SourceConfig(name="dam", type="rest", webhook=GENERIC,
+                         realtime=RealtimeConfig(window=5, batch_size=3)),
+            SourceConfig(name="cld", type="rest", webhook=CLOUDINARY),
+            SourceConfig(name="polled", type="rest"),
+        ),
+    )
+    scheduled: list[tuple[str, float]] = []
+    app = WebhookApp(config, redis_client, Keys(namespace),
+                     schedule=lambda s, c: scheduled.append((s, c)))
+    store = IntakeStore(redis_client, Keys(namespace), "dam", RealtimeConfig(batch_size=3))
+    return Client(app), store, scheduled, app
+
+
+def post(client, body, *, cfg=GENERIC, path="/webhooks/dam", headers=None, sign=True):
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    h = {"Content-Type": "application/json"}
+    if sign:
+        h[cfg.header] = compute_signature(cfg, raw)
+    h.update(headers or {})
+    return client.post(path, data=raw, headers=h)
+
+
+def test_signed_event_is_recorded_and_a_flush_scheduled(env):
+    client, store, scheduled, _ = env
+    r = post(client, {"event": "asset.updated", "asset_id": "A1"})
+    assert r.status_code == 202 and r.json == {"status": "accepted", "events": 1}
+    assert store.pending_ids() == ["A1"] and store.log_length() == 1
+    assert scheduled == [("dam", 5.0)]
+
+
+@pytest.mark.parametrize(
+    ("kind", "status"),
+    [
+        ("too_large", 413),
+        ("bad_json", 400),
+        ("bad_signature", 401),
+        ("missing_signature", 401),
+        ("no_id", 400),
+        ("unknown_source", 404),
+        ("no_webhook_source", 404),
+        ("get", 405),
+    ],
+)
+def test_rejections_leave_nothing_queued(env, kind, status):
+    client, store, scheduled, _ = env
+    if kind == "too_large":
+        r = post(client, {"event": "asset.updated", "asset_id": "A", "pad": "x" * 3000})
+    elif kind == "bad_json":
+        r = post(client, b"{not json")
+    elif kind == "bad_signature":
+        r = post(client, {"event": "asset.updated", "asset_id": "A"}, sign=False,
+                 headers={"X-Signature": "sha256=" + "ab" * 32})
+    elif kind == "missing_signature":
+        r = post(client, {"event": "asset.updated", "asset_id": "A"}, sign=False)
+    elif kind == "no_id":
+        r = post(client, {"event": "asset.updated"})
+    elif kind == "unknown_source":
+        r = post(client, {"event": "asset.updated", "asset_id": "A"}, path="/webhooks/nope")
+    elif kind == "no_webhook_source":
+        r = post(client, {"event": "asset.updated", "asset_id": "A"}, path="/webhooks/polled")
+    else:
+        r = client.get("/webhooks/dam")
+    assert r.status_code == status
+    assert "error" in r.json
+    assert store.log_length() == 0 and store.pending_count() == 0
+    assert scheduled == []
+
+
+def test_unknown_event_type_is_acknowledged_and_ignored(env):
+    client, store, _, _ = env
+    r = post(client, {"event": "asset.viewed", "asset_id": "A"})
+    assert r.status_code == 202 and r.json["status"] == "ignored"
+    assert store.log_length() == 0
+
+
+def test_repeated_delivery_is_recorded_once(env):
+    client, store, _, _ = env
+    body = {"event": "asset.updated", "asset_id": "A"}
+    first = post(client, body, headers={"X-Delivery": "d-42"})
+    again = post(client, body, headers={"X-Delivery": "d-42"})
+    other = post(client, body, headers={"X-Delivery": "d-43"})
+    assert (first.status_code, again.status_code, other.status_code) == (202, 200, 202)
+    assert again.json == {"status": "duplicate"}
+    assert store.log_length() == 2
+
+
+def test_full_batch_asks_for_a_flush_now(env):
+    client, _, scheduled, _ = env
+    for i in range(3):
+        post(client, {"event": "asset.updated", "asset_id": f"A{i}"})
+    assert scheduled == [("dam", 5.0), ("dam", 0.0)]
+
+
+def test_cloudinary_shape_and_stale_timestamp(env, namespace, redis_client):
+    client, _, _, _ = env
+    store = IntakeStore(redis_client, Keys(namespace), "cld")
+    raw = json.dumps({"notification_type": "upload", "public_id": "shoe"}).encode()
+
+    def send(ts: int):
+        sig = compute_signature(CLOUDINARY, raw, str(ts))
+        return client.post("/webhooks/cld", data=raw, headers={
+            "X-Cld-Signature": sig, "X-Cld-Timestamp": str(ts)})
+
+    assert send(int(time.time()) - 3600).status_code == 401
+    assert store.log_length() == 0
+    assert send(int(time.time())).status_code == 202
+    assert store.pending_ids() == ["shoe"]
+
+
+def test_healthz_and_metrics(env):
+    client, _, _, _ = env
+    post(client, {"event": "asset.updated", "asset_id": "A"})
+    post(client, b"{bad")
+    post(client, {"event": "asset.updated", "asset_id": "A"}, sign=False)
+    assert client.get("/healthz").json == {"status": "ok", "redis": "ok"}
+    r = client.get("/metrics")
+    assert r.status_code == 200 and r.content_type.startswith("text/plain; version=0.0.4")
+    text = r.get_data(as_text=True)
+    assert 'connector_intake_events_received_total{source="dam",via="webhook"} 3' in text
+    assert 'connector_intake_events_accepted_total{source="dam",via="webhook"} 1' in text
+    assert ('connector_intake_events_rejected_total{source="dam",via="webhook",'
+            'reason="invalid_json"} 1') in text
+    assert ('connector_intake_events_rejected_total{source="dam",via="webhook",'
+            'reason="missing_signature"} 1') in text
+    assert 'connector_intake_queue_depth{source="dam"} 1' in text
+    assert "# TYPE connector_intake_assets_pushed_total counter" in text
+
+
+def test_redis_down_answers_503(namespace):
+    import redis
+
+    dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    app = WebhookApp(Config(families=(), sources=(
+        SourceConfig(name="dam", type="rest", webhook=GENERIC),)), dead, Keys(namespace))
+    client = Client(app)
+    assert post(client, {"event": "asset.updated", "asset_id": "A"}).status_code == 503
+    assert client.get("/healthz").status_code == 503
