@@ -149,6 +149,72 @@ def test_demo_product_asset_expression_selects_the_sandbox_records() -> None:
     assert is_product({"folder": "products/user-guides", "tags": []})  # hot folder files
 
 
+def test_demo_example_reads_the_sandbox_dam_into_the_right_families() -> None:
+    """The demo source really talks to the sandbox DAM, and its selectors sort its records."""
+    import collections
+    import dataclasses
+
+    from connector.dam.factory import build_source
+    from connector.sandbox.dam import DamSandbox
+    from connector.transform.selectors import asset_view, matches
+
+    server = DamSandbox(assets=60, shape="bynder", seed=3).serve()
+    try:
+        config = load_config(EXAMPLES / "demo.yaml", env={"DAM_TOKEN": "sandbox-dam-token"})
+        source = config.source("sandbox")
+        assert source.rest is not None
+        source = dataclasses.replace(
+            source, rest=dataclasses.replace(source.rest, base_url=server.url)
+        )
+        dam = build_source(source)
+        sorted_into: collections.Counter[tuple[str | None, str | None]] = collections.Counter()
+        for page in dam.changed_since(None):
+            for asset in page.assets:
+                view = asset_view(asset)
+                family = None
+                if matches(config.product_asset, view):
+                    family = next(
+                        (f.name for f in config.families_of(source) if matches(f.match, view)),
+                        "(none)",
+                    )
+                sorted_into[family, (asset.folder or "").split("/")[0]] += 1
+        dam.close()
+    finally:
+        server.stop()
+    families = {family for family, _ in sorted_into}
+    assert {"packshots", "user_guides", "videos"} <= families
+    assert "(none)" not in families  # every product asset finds its family
+    assert all(top == "products" for family, top in sorted_into if family is not None)
+    assert all(family is None for family, top in sorted_into if top == "marketing")
+
+
+def test_examples_pass_connector_check_against_the_demo_structure(namespace, redis_client) -> None:
+    from connector.check import run_check
+    from connector.config.model import PimConfig
+    from connector.pim.client import AkeneoClient
+    from connector.redis_conn import Keys
+    from connector.sandbox.pim import PimSandbox, PimSandboxSettings
+    from connector.settings import PimCredentials
+    from connector.structure_apply import apply_structure, load_structure_file
+
+    server = PimSandbox(PimSandboxSettings(max_concurrency=0)).serve()
+    try:
+        credentials = PimCredentials(
+            url=server.url, client_id="sandbox-client", client_secret=Secret("sandbox-secret"),
+            username="sandbox", password=Secret("sandbox-password"),
+        )
+        limits = PimConfig(requests_per_second=10_000, option_writes_per_second=10_000)
+        client = AkeneoClient(credentials, limits, redis_client, Keys(namespace))
+        assert apply_structure(client, load_structure_file(EXAMPLES / "structure.yaml")).ok
+        for name in ("demo.yaml", "bynder.yaml", "cloudinary.yaml", "folder.yaml"):
+            report = run_check(load_config(EXAMPLES / name, env=EXAMPLE_ENV), client)
+            assert report.findings == [], (name, report.findings)
+            assert set(report.families.values()) == {"ok"}, name
+        client.close()
+    finally:
+        server.stop()
+
+
 def test_hot_folder_env_default_and_override(tmp_path: Path) -> None:
     config = load_config(EXAMPLES / "demo.yaml", env={**EXAMPLE_ENV, "HOT_FOLDER": str(tmp_path)})
     folder = config.source("hot_folder").folder
@@ -182,6 +248,46 @@ def test_docs_mention_every_key() -> None:
                 if f"`{key}`" not in text:
                     missing.append(f"{value.__name__}.{key}")
     assert missing == []
+
+
+def test_schemas_cover_every_model_field() -> None:
+    """A field added to model.py without a schema key would be unreachable from the file."""
+    import dataclasses
+
+    from connector.config import model
+    from connector.config import schema as schemas
+
+    pairs: list[tuple[Any, Any, set[str]]] = [
+        (schemas.ConfigSchema, model.Config, {"path"}),
+        (schemas.PimSchema, model.PimConfig, set()),
+        (schemas.SyncSchema, model.SyncConfig, set()),
+        (schemas.SelectorSchema, model.Selector, set()),
+        (schemas.FamilySchema, model.FamilyConfig, {"name"}),
+        (schemas.LocaleRuleSchema, model.LocaleRule, set()),
+        (schemas.ProductLinkSchema, model.ProductLinkConfig, set()),
+        (schemas.SourceSchema, model.SourceConfig, {"name"}),
+        (schemas.RestSourceSchema, model.RestSourceConfig, set()),
+        (schemas.ListEndpointSchema, model.ListEndpointConfig, set()),
+        (schemas.AuthSchema, model.AuthConfig, set()),
+        (schemas.PaginationSchema, model.PaginationConfig, set()),
+        (schemas.FolderSourceSchema, model.FolderSourceConfig, set()),
+        (schemas.ScheduleSchema, model.ScheduleConfig, set()),
+        (schemas.DeletionPolicySchema, model.DeletionPolicy, set()),
+        (schemas.MediaSchema, model.MediaConfig, set()),
+        (schemas.WebhookSchema, model.WebhookConfig, set()),
+        (schemas.EventFieldsSchema, model.EventFieldsConfig, set()),
+        (schemas.QueueSchema, model.QueueIntakeConfig, set()),
+        (schemas.RealtimeSchema, model.RealtimeConfig, set()),
+    ]
+    for schema_class, dataclass, not_in_file in pairs:
+        attrs = {name.rstrip("_") if name in ("include_", "exclude_") else name
+                 for name in schema_class().load_fields}
+        wanted = {f.name for f in dataclasses.fields(dataclass)} - not_in_file
+        assert attrs == wanted, schema_class.__name__
+    entry = set(schemas.MappingEntrySchema().load_fields)
+    mapping_fields = {f.name for f in dataclasses.fields(model.AttributeMapping)}
+    source_fields = {f.name for f in dataclasses.fields(model.ValueSource)}
+    assert entry == (mapping_fields - {"attribute", "source"}) | source_fields
 
 
 # ---------------------------------------------------------------- loading

@@ -131,7 +131,7 @@ def test_beat_schedule_comes_from_the_user_config(tmp_path: Path) -> None:
     assert beat["sync:one"]["kwargs"] == {"source": "one", "trigger": "schedule"}
     assert beat["sync:one"]["schedule"] == "datetime.timedelta(seconds=90)"
     assert beat["reconcile:one"]["task"] == "tasks.pipeline.reconcile_source"
-    assert "15 3 * 1" in beat["reconcile:one"]["schedule"]
+    assert "15 3 * * 1" in beat["reconcile:one"]["schedule"]
     assert "*/5" in beat["sync:two"]["schedule"]
     # no config (or a broken one): no schedule, and the worker still starts
     assert _load({})["beat"] == {}

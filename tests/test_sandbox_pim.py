@@ -928,3 +928,16 @@ def test_bulk_of_100_assets_is_cheap_with_many_stored() -> None:
     page = store.list_assets("packshots", "asset_019950", 100)
     assert len(page.items) == 100 and page.next_cursor == page.items[-1]["code"]
     assert page.items[0]["code"] == "asset_019951"
+
+
+def test_a_sandbox_bug_is_a_counted_json_500(
+    sandbox: PimSandbox, pim: Pim, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(sandbox.store, "list_families", broken)
+    response = pim.get("/asset-families")
+    assert response.status_code == 500
+    assert "Sandbox bug" in response.json()["message"]
+    assert pim.admin("GET", "counters").json()["sandbox_errors"] == 1

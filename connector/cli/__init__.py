@@ -33,3 +33,20 @@ main.add_command(cache)
 main.add_command(structure)
 main.add_command(check)
 main.add_command(intake)
+
+from connector.cli.ops import (  # noqa: E402
+    explain,
+    failures,
+    flower,
+    quarantine_group,
+    reconcile,
+    status,
+    sync,
+)
+
+for _command in (sync, status, failures, quarantine_group, explain, reconcile, flower):
+    main.add_command(_command)
+
+from connector.cli.demo import demo  # noqa: E402
+
+main.add_command(demo)

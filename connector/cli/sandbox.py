@@ -70,7 +70,7 @@ def apply_settings(settings: Any, assignments: tuple[str, ...]) -> Any:
 
 @sandbox.command("pim")
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=int, default=8081, show_default=True)
+@click.option("--port", type=int, default=8082, show_default=True)
 @click.option(
     "--set",
     "assignments",
@@ -91,7 +91,7 @@ def sandbox_pim(host: str, port: int, assignments: tuple[str, ...]) -> None:
 
 @sandbox.command("dam")
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=int, default=8082, show_default=True)
+@click.option("--port", type=int, default=8081, show_default=True)
 @click.option("--assets", type=click.IntRange(min=0), default=200, show_default=True)
 @click.option("--shape", default="bynder", show_default=True, help="Record shape of the API.")
 @click.option("--seed", type=int, default=1, show_default=True)

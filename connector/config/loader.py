@@ -83,9 +83,14 @@ def parse_yaml(text: str, source: str = "<config>") -> tuple[Any, list[str]]:
     The message gives line and column but not the offending snippet: a line of the file
     could hold a secret someone pasted in by mistake.
     """
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)
+    except yaml.reader.ReaderError as exc:
+        raise ConfigError([_reader_error(source, exc)]) from None
     try:
         data = loader.get_single_data()
+    except yaml.reader.ReaderError as exc:
+        raise ConfigError([_reader_error(source, exc)]) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
@@ -96,6 +101,11 @@ def parse_yaml(text: str, source: str = "<config>") -> tuple[Any, list[str]]:
     finally:
         loader.dispose()
     return data, [f"{source}: {d}" for d in loader.duplicates]
+
+
+def _reader_error(source: str, exc: yaml.reader.ReaderError) -> str:
+    code = exc.character if isinstance(exc.character, int) else ord(exc.character)
+    return f"{source}: character #x{code:04x} at position {exc.position} is not allowed in YAML"
 
 
 # ---------------------------------------------------------------- errors

@@ -286,10 +286,11 @@ def downloader_for(
     timeout: float = 60.0,
     resolver: Resolver | None = None,
 ) -> SafeDownloader:
-    """The downloader a source uses: allow-list defaults to the DAM's own host, which is
-    also trusted to live on a private address (the operator configured it)."""
+    """The downloader a source uses. The DAM's own host is always allowed (we already send
+    it our credentials) and trusted to live on a private address (the operator configured
+    it); `allowed_hosts` adds CDNs and the like."""
     own = normalise_host(urlsplit(base_url).hostname or "") if base_url else ""
-    hosts = tuple(allowed_hosts) or ((own,) if own else ())
+    hosts = (*allowed_hosts, own) if own else tuple(allowed_hosts)
     return SafeDownloader(
         hosts,
         max_bytes,

@@ -52,6 +52,11 @@ MEDIA_HEADERS = {
     "mp4": b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom",
     "jpg": b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01",
 }
+ASSET_TYPES = {
+    "products/packshots": "packshot",
+    "products/user-guides": "user_guide",
+    "products/videos": "video",
+}
 CONTENT_TYPES = {
     "png": "image/png",
     "jpg": "image/jpeg",
@@ -252,11 +257,15 @@ def render_bynder(rec: dict[str, Any], host_url: str, hide_id: bool = False) -> 
 
 
 def render_cloudinary(rec: dict[str, Any], host_url: str, hide_id: bool = False) -> dict[str, Any]:
-    """A Cloudinary Admin API resource; custom metadata under `context.custom`."""
+    """A Cloudinary Admin API resource; custom metadata under `context.custom` (colours
+    separated by "|", `asset_type` from the folder, `caption` = description)."""
     b = render_bynder(rec, host_url)
+    folder = str(b.get("folder") or "")
     custom = {
+        "asset_type": ASSET_TYPES.get(folder, "marketing"),
         "sku": b.get("property_sku"),
-        "colors": b.get("property_colors"),
+        "colors": str(b.get("property_colors") or "").replace(",", "|"),
+        "caption": b.get("description"),
         "disclaimer": b.get("property_disclaimer"),
         "description": b.get("description"),
         "language": b.get("language"),

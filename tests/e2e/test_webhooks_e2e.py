@@ -10,6 +10,7 @@ events and the assets land.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -87,10 +88,8 @@ class Proc:
     def kill(self, sig: int = signal.SIGKILL) -> None:
         if self.popen is None or self.popen.poll() is not None:
             return
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.popen.pid, sig)
-        except ProcessLookupError:
-            pass
         self.popen.wait(timeout=20)
 
     def stop(self) -> None:
@@ -134,6 +133,8 @@ class Env:
             "WEBHOOK_SECRET": SECRET,
             "AMQP_URL": AMQP_URL,
             "PYTHONUNBUFFERED": "1",
+            # the venv's editable install may predate tasks/__init__.py (a namespace then)
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
         }
         bin_dir = Path(sys.executable).parent
         self.worker = Proc(

@@ -1,0 +1,289 @@
+"""`connector demo`: the whole product on one machine, on built-in sandbox defaults.
+
+Starts the sandbox PIM and DAM, applies the demo structure, drops a few files in a hot
+folder, starts a Celery worker, beat and Flower (basic auth), runs a first sync of every
+source, prints the reports and the Flower URL, then keeps everything running until Ctrl-C
+(or stops at once with `--once`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import click
+
+from connector.cli.common import EXIT_OK, EXIT_PROBLEMS, fail
+
+ROOT = Path(__file__).resolve().parents[2]
+SANDBOX_DAM_TOKEN = "sandbox-dam-token"  # the sandbox DAM's built-in demo token
+
+
+def _free_port(preferred: int) -> int:
+    """`preferred` when it is free on 127.0.0.1, else any free port."""
+    for port in (preferred, 0):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(s.getsockname()[1])
+    raise RuntimeError("no free port")
+
+
+def _wait_http(url: str, timeout: float = 30.0) -> None:
+    import requests
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            requests.get(url, timeout=1)
+            return
+        except requests.RequestException:
+            if time.monotonic() > deadline:
+                raise click.ClickException(f"{url} did not answer within {timeout:.0f}s") from None
+            time.sleep(0.2)
+
+
+class Processes:
+    """Children started by the demo; all stopped (TERM, then KILL) on exit."""
+
+    def __init__(self, log_dir: Path, env: dict[str, str]) -> None:
+        self.log_dir = log_dir
+        self.env = env
+        self.children: list[tuple[str, subprocess.Popen[bytes], IO[bytes]]] = []
+
+    def start(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
+        log = (self.log_dir / f"{name}.log").open("ab")
+        proc = subprocess.Popen(
+            argv,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            start_new_session=True,
+        )
+        self.children.append((name, proc, log))
+        return proc
+
+    def check_alive(self) -> None:
+        for name, proc, _ in self.children:
+            if proc.poll() is not None:
+                raise click.ClickException(
+                    f"{name} exited with code {proc.returncode}; see {self.log_dir / name}.log"
+                )
+
+    def stop(self) -> None:
+        for _, proc, _ in reversed(self.children):
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for _, proc, log in self.children:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            log.close()
+
+
+def _hot_folder_files(folder: Path) -> None:
+    """A few localized user guides, as someone would drop them into a shared folder."""
+    target = folder / "products" / "user-guides"
+    target.mkdir(parents=True, exist_ok=True)
+    for sku in ("hiking_boot", "trail_jacket"):
+        for locale in ("en_US", "fr_FR"):
+            path = target / f"{sku}_user_guide_{locale}.pdf"
+            if not path.exists():
+                path.write_bytes(b"%PDF-1.4\n% demo user guide " + f"{sku} {locale}\n".encode())
+
+
+@contextlib.contextmanager
+def _environment(
+    work: Path, dam_port: int, pim_port: int, flower_port: int
+) -> Iterator[dict[str, str]]:
+    env = dict(os.environ)
+    env.update(
+        {
+            "AKENEO_URL": f"http://127.0.0.1:{pim_port}",
+            "AKENEO_CLIENT_ID": "sandbox-client",
+            "AKENEO_CLIENT_SECRET": "sandbox-secret",
+            "AKENEO_USERNAME": "sandbox",
+            "AKENEO_PASSWORD": "sandbox-password",
+            "DAM_URL": f"http://127.0.0.1:{dam_port}",
+            "DAM_TOKEN": SANDBOX_DAM_TOKEN,
+            "HOT_FOLDER": str(work / "hotfolder"),
+            "CONNECTOR_CONFIG": str(ROOT / "examples" / "demo.yaml"),
+            "CONNECTOR_NAMESPACE": env.get("CONNECTOR_NAMESPACE") or "demo",
+            "FLOWER_PORT": str(flower_port),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    env.setdefault("FLOWER_BASIC_AUTH", f"demo:{secrets.token_urlsafe(12)}")
+    saved = dict(os.environ)
+    os.environ.update(env)
+    try:
+        yield env
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def _clear_namespace(namespace: str) -> None:
+    """A demo starts from nothing: its sandboxes are new, so its Redis state must be too."""
+    from connector.redis_conn import get_redis
+
+    r = get_redis()
+    batch: list[Any] = []
+    for key in r.scan_iter(match=f"{namespace}:*", count=1000):
+        batch.append(key)
+        if len(batch) >= 500:
+            r.delete(*batch)
+            batch = []
+    if batch:
+        r.delete(*batch)
+
+
+@click.command()
+@click.option("--assets", default=300, show_default=True, help="Assets in the sandbox DAM.")
+@click.option("--once", is_flag=True, help="Stop everything after the first sync's report.")
+@click.option(
+    "--workdir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Logs and hot folder (default: var/demo).",
+)
+def demo(assets: int, once: bool, workdir: str | None) -> None:
+    """Run the connector end to end on the built-in sandbox DAM and PIM."""
+    from connector.cli.ops import _print_report, _wait_for_runs
+
+    work = Path(workdir or ROOT / "var" / "demo").resolve()
+    logs = work / "logs"
+    shutil.rmtree(logs, ignore_errors=True)
+    logs.mkdir(parents=True, exist_ok=True)
+    _hot_folder_files(work / "hotfolder")
+    dam_port, pim_port, flower_port = _free_port(8081), _free_port(8082), _free_port(5555)
+    py = sys.executable
+    connector = [py, "-m", "connector.cli"]
+    code = EXIT_OK
+    user_set_auth = bool(os.environ.get("FLOWER_BASIC_AUTH"))
+    with _environment(work, dam_port, pim_port, flower_port) as env:
+        procs = Processes(logs, env)
+        try:
+            _clear_namespace(env["CONNECTOR_NAMESPACE"])
+            click.echo(f"logs in {logs}")
+            procs.start("sandbox-pim", [*connector, "sandbox", "pim", "--port", str(pim_port)])
+            procs.start(
+                "sandbox-dam",
+                [*connector, "sandbox", "dam", "--port", str(dam_port), "--assets", str(assets)],
+            )
+            _wait_http(f"http://127.0.0.1:{pim_port}/_sandbox/counters")
+            _wait_http(f"http://127.0.0.1:{dam_port}/_sandbox/counters")
+            click.echo(f"sandbox PIM  http://127.0.0.1:{pim_port}")
+            click.echo(f"sandbox DAM  http://127.0.0.1:{dam_port} ({assets} assets)")
+
+            subprocess.run(
+                [*connector, "structure", "apply", str(ROOT / "examples" / "structure.yaml")],
+                env=env,
+                cwd=ROOT,
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
+            click.echo("demo structure applied (examples/structure.yaml)")
+
+            celery = [py, "-m", "celery", "-A", "tasks"]
+            procs.start(
+                "worker",
+                [
+                    *celery,
+                    "worker",
+                    "-Q",
+                    "fetch,transform,push,media",
+                    "-c",
+                    "2",
+                    "--loglevel=INFO",
+                    "-n",
+                    f"demo-{os.getpid()}@%h",
+                ],
+            )
+            procs.start(
+                "beat",
+                [
+                    *celery,
+                    "beat",
+                    "--loglevel=INFO",
+                    "--schedule",
+                    str(work / "celerybeat-schedule"),
+                ],
+            )
+            procs.start("flower", [*connector, "flower", "--port", str(flower_port)])
+
+            from connector.pipeline import get_services, run_report, start_run
+
+            services = get_services()
+            run_ids = []
+            for source in services.config.sources:
+                result = start_run(source.name, "manual", services=services)
+                if result.run_id and result.started:
+                    run_ids.append(result.run_id)
+                else:
+                    click.echo(f"{source.name}: {result.message}")
+            click.echo(f"first sync of {len(run_ids)} source(s) enqueued; waiting for the worker…")
+            reports = _wait_for_runs(
+                run_ids,
+                lambda run_id: run_report(run_id, services=services),
+                timeout=1800,
+                show_progress=True,
+            )
+            procs.check_alive()
+            for report in reports.values():
+                _print_report(report)
+            if any(r["state"] != "succeeded" for r in reports.values()):
+                code = EXIT_PROBLEMS
+            env_file = work / "env.sh"
+            exported = (
+                "AKENEO_URL",
+                "AKENEO_CLIENT_ID",
+                "AKENEO_CLIENT_SECRET",
+                "AKENEO_USERNAME",
+                "AKENEO_PASSWORD",
+                "DAM_URL",
+                "DAM_TOKEN",
+                "HOT_FOLDER",
+                "CONNECTOR_CONFIG",
+                "CONNECTOR_NAMESPACE",
+                "REDIS_URL",
+            )
+            env_file.write_text("".join(f"export {k}='{env[k]}'\n" for k in exported if env.get(k)))
+            click.echo("")
+            if user_set_auth:
+                auth_hint = "credentials from your FLOWER_BASIC_AUTH"
+            else:
+                auth_hint = f"login {env['FLOWER_BASIC_AUTH']}"
+            click.echo(f"Flower       http://127.0.0.1:{flower_port}  ({auth_hint})")
+            click.echo(f"From another shell: source {env_file} && connector status")
+            if not once:
+                click.echo("Everything keeps running (beat syncs every few minutes); Ctrl-C stops.")
+                while True:
+                    procs.check_alive()
+                    time.sleep(1)
+        except KeyboardInterrupt:
+            click.echo("\nstopping…")
+        except (click.ClickException, subprocess.CalledProcessError) as exc:
+            procs.stop()
+            fail(str(exc))
+        finally:
+            procs.stop()
+    sys.exit(code)
