@@ -31,6 +31,8 @@ EXAMPLE_ENV = {
     "CLOUDINARY_CLOUD_NAME": "acme",
     "CLOUDINARY_API_KEY": "1234567890",
     "CLOUDINARY_API_SECRET": "cloudinary-secret-789",
+    "DAM_WEBHOOK_SECRET": "hook-secret",
+    "DAM_QUEUE_URL": "amqp://guest:guest@127.0.0.1:5672//",
 }
 
 SECRET_VALUE = "s3cr3t-Value-never-printed"
@@ -91,7 +93,13 @@ DELETE = object()
 # ---------------------------------------------------------------- examples
 
 
-@pytest.mark.parametrize("name", ["demo.yaml", "bynder.yaml", "cloudinary.yaml", "folder.yaml"])
+CONFIG_EXAMPLES = sorted(
+    {"demo.yaml", "bynder.yaml", "cloudinary.yaml", "folder.yaml"}
+    | {p.name for p in EXAMPLES.glob("*.yaml") if p.name != "structure.yaml"}
+)
+
+
+@pytest.mark.parametrize("name", CONFIG_EXAMPLES)
 def test_every_example_loads(name: str) -> None:
     config = load_config(EXAMPLES / name, env=EXAMPLE_ENV)
     assert isinstance(config, Config)
@@ -465,7 +473,9 @@ ERROR_CASES: list[tuple[str, Any, str | None]] = [
     ("pim/timeout", True, "pim.timeout: must be a number of seconds or a duration such as 30s, "
      "5m, 1h, 1d, got true"),
     ("pim/locales", ["en_US", "French"], 'pim.locales[1]: must be a locale code such as "en_US"'),
-    ("pim/password", "x", "pim.password: unknown key (allowed: channels, locales, max_in_flight, "
+    ("pim/password", "x", "pim.password: PIM credentials are not read from the file: set "
+     "AKENEO_PASSWORD in the environment"),
+    ("pim/rate", "x", "pim.rate: unknown key (allowed: channels, locales, max_in_flight, "
      "option_writes_per_second, requests_per_second, structure_cache_ttl, timeout, "
      "token_refresh_margin)"),
     ("families/packshots/mappings", {}, 'families.packshots.mappings: unknown key; did you mean '

@@ -33,8 +33,9 @@ def test_example_loads_and_both_shapes_verify_without_code():
     verify(cld, {"X-Cld-Signature": sig, "X-Cld-Timestamp": ts}, body, now=1800000000)
     sig2 = "sha256=" + hmac.new(b"hook-secret", body, hashlib.sha256).hexdigest()
     verify(generic, {"X-Signature": sig2}, body)
-    assert config.source("sandbox_stream").queue.transport == "redis_stream"
-    assert config.source("sandbox_amqp").queue.url.startswith("amqp://")
+    stream, rabbit = config.source("sandbox_stream").queue, config.source("sandbox_amqp").queue
+    assert stream is not None and stream.transport == "redis_stream"
+    assert rabbit is not None and str(rabbit.url).startswith("amqp://")
     assert config.source("cloudinary").realtime.poll_enabled is True
 
 

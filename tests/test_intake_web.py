@@ -195,3 +195,47 @@ def test_redis_down_answers_503(namespace):
     client = Client(app)
     assert post(client, {"event": "asset.updated", "asset_id": "A"}).status_code == 503
     assert client.get("/healthz").status_code == 503
+
+
+def test_last_successful_run_gauge(namespace, redis_client):
+    def last_success(source: str) -> float | None:
+        if source == "broken":
+            raise RuntimeError("run store unreadable")
+        return 1_800_000_000.5 if source == "dam" else None
+
+    config = Config(families=(), sources=(
+        SourceConfig(name="dam", type="rest", webhook=GENERIC),
+        SourceConfig(name="quiet", type="rest"),
+        SourceConfig(name="broken", type="rest"),
+    ))
+    app = WebhookApp(config, redis_client, Keys(namespace), last_success=last_success)
+    text = Client(app).get("/metrics").get_data(as_text=True)
+    assert 'connector_last_successful_run_timestamp_seconds{source="dam"} 1800000000.5' in text
+    assert 'connector_last_successful_run_timestamp_seconds{source="quiet"}' not in text
+    assert 'connector_last_successful_run_timestamp_seconds{source="broken"}' not in text
+
+
+def test_gunicorn_entry_reads_last_success_from_the_run_store(namespace, redis_client,
+                                                               monkeypatch):
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    from connector.pipeline.runs import RunStore
+
+    example = Path(__file__).resolve().parent.parent / "examples" / "webhooks.yaml"
+    monkeypatch.setenv("CONNECTOR_CONFIG", str(example))
+    for name in ("CLOUDINARY_API_KEY", "CLOUDINARY_API_SECRET", "CLOUDINARY_CLOUD_NAME",
+                 "DAM_TOKEN", "DAM_WEBHOOK_SECRET"):
+        monkeypatch.setenv(name, "x")
+    monkeypatch.setenv("DAM_QUEUE_URL", "amqp://guest:guest@127.0.0.1:5672//")
+    from tasks import web
+
+    runs = RunStore(redis_client, Keys(namespace))
+    for state, finished in (("succeeded", "2026-01-01T00:00:00+00:00"), ("failed", "")):
+        run_id = runs.new_run_id() + state
+        runs.create(run_id, "sandbox", "schedule", full=False, since=None, asset_ids=None,
+                    force=False, dry_run=False, watermark=None)
+        runs.set_fields(run_id, state=state, finished_at=finished)
+    assert web.last_success("sandbox") == datetime(2026, 1, 1, tzinfo=UTC).timestamp()
+    assert web.last_success("cloudinary") is None
+    assert isinstance(web.app, WebhookApp)

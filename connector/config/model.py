@@ -119,7 +119,7 @@ class DeletionPolicy:
 
 @dataclass(frozen=True)
 class MediaConfig:
-    allowed_hosts: tuple[str, ...] = ()    # empty = the DAM's own host only
+    allowed_hosts: tuple[str, ...] = ()    # added to the DAM's own host (always allowed)
     max_bytes: int = 200 * 1024 * 1024
     timeout: float = 60.0
 

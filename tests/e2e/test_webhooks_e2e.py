@@ -80,7 +80,9 @@ class Proc:
             assert self.popen is not None and self.popen.poll() is None, self.text()[-3000:]
             return pattern.search(self.text())
 
-        return wait_for(found, timeout=timeout, interval=0.1, what=f"{self.args[2]} ready")
+        match = wait_for(found, timeout=timeout, interval=0.1, what=f"{self.args[2]} ready")
+        assert match is not None
+        return match
 
     def text(self) -> str:
         return self.log.read_text(errors="replace")
@@ -272,7 +274,7 @@ def test_signed_events_land_and_deletions_apply(env: Env) -> None:
         assert r.status_code == 202, r.text
     wanted = {asset_code(i) for i in mine}
     wait_for(lambda: wanted <= env.pim_codes(), timeout=30, what="assets in the PIM")
-    assert env.pim_label(mine[0]) == env.dam.record(mine[0])["description"]
+    assert env.pim_label(mine[0]) == (env.dam.record(mine[0]) or {})["description"]
 
     env.dam.delete(mine[2])
     r = env.post("hooks", {"event": "asset.deleted", "asset_id": mine[2], "delivery_id": "del"})
@@ -400,7 +402,7 @@ def test_stream_and_amqp_consumers_land_identically(env: Env) -> None:
             conn.SimpleQueue(f"{env.namespace}-dam-changes").queue.delete()
 
     def recorded(source: str) -> list[Any]:
-        entries = env.redis.xrange(env.store(source).log_key)
+        entries: list[Any] = env.redis.xrange(env.store(source).log_key)  # type: ignore[assignment]
         return sorted(json.loads(f[b"events"])[0][1] for _, f in entries)
 
     assert recorded("stream") == recorded("rabbit") == sorted(assets)
