@@ -97,6 +97,19 @@ def sweep() -> dict[str, int]:
     return scheduled
 
 
+# The safety net runs from beat too (every SWEEP_EVERY seconds), added here so that intake
+# stays self-contained; celeryconfig's own entries are left untouched.
+SWEEP_EVERY = 30.0
+app.conf.beat_schedule = {
+    **(app.conf.beat_schedule or {}),
+    "intake:sweep": {
+        "task": SWEEP_TASK,
+        "schedule": SWEEP_EVERY,
+        "options": {"queue": QUEUE, "expires": SWEEP_EVERY},
+    },
+}
+
+
 @worker_ready.connect
 def _sweep_on_start(sender: Any = None, **kwargs: Any) -> None:
     """A restarted worker looks for work its predecessor left behind."""

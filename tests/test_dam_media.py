@@ -80,6 +80,11 @@ def own_tempdir(tmp_path, monkeypatch) -> Path:
     return tmp_path
 
 
+def fetch(downloader: SafeDownloader, url: str) -> None:
+    with downloader.download(url):
+        pass
+
+
 def fake_dns(table: dict[str, list[str]]):
     def resolve(host: str, port: int) -> list[str]:
         if host not in table:
@@ -106,8 +111,7 @@ def test_other_loopback_address_refused_without_connecting(dam, other_loopback):
     app, other_url = other_loopback
     downloader = downloader_for(url, max_bytes=1000)
     with pytest.raises(MediaRefusedError, match=r"127\.0\.0\.2 is not in the allowed hosts"):
-        with downloader.download(other_url + "/file.png"):
-            pass
+        fetch(downloader, other_url + "/file.png")
     assert app.seen == []
 
 
@@ -128,9 +132,8 @@ def test_refusals_even_when_listed(url, reason):
         1000,
         resolver=fake_dns({"metadata.internal": ["169.254.169.254"]}),
     )
-    with pytest.raises(MediaRefusedError, match=reason):
-        with downloader.download(url):
-            pass
+    with pytest.raises(MediaRefusedError, match=reason), downloader.download(url):
+        pass
 
 
 def test_allowed_name_resolving_to_private_or_link_local_is_refused():
@@ -144,9 +147,9 @@ def test_allowed_name_resolving_to_private_or_link_local_is_refused():
             "ok.example.com": ["93.184.216.34"],
         }),
     )
-    with pytest.raises(MediaRefusedError, match="non-public address 127.0.0.2"):
+    with pytest.raises(MediaRefusedError, match=r"non-public address 127\.0\.0\.2"):
         downloader.check_url("http://cdn.example.com/a.png")
-    with pytest.raises(MediaRefusedError, match="non-public address 10.1.2.3"):
+    with pytest.raises(MediaRefusedError, match=r"non-public address 10\.1\.2\.3"):
         downloader.check_url("https://files.example.com/a.png")
     with pytest.raises(MediaRefusedError, match="link-local"):
         downloader.check_url("https://rebind.example.com/a.png")
@@ -170,12 +173,10 @@ def test_redirect_to_disallowed_host_refused(dam, other_loopback):
     sb, url = dam
     app, other_url = other_loopback
     downloader = downloader_for(url, max_bytes=100_000)
-    with pytest.raises(MediaRefusedError, match="127.0.0.2"):
-        with downloader.download(f"{url}/_sandbox/redirect?to={other_url}/stolen"):
-            pass
+    with pytest.raises(MediaRefusedError, match=r"127\.0\.0\.2"):
+        fetch(downloader, f"{url}/_sandbox/redirect?to={other_url}/stolen")
     with pytest.raises(MediaRefusedError, match="metadata"):
-        with downloader.download(f"{url}/_sandbox/redirect?to=http://169.254.169.254/x"):
-            pass
+        fetch(downloader, f"{url}/_sandbox/redirect?to=http://169.254.169.254/x")
     assert app.seen == []
     # a redirect that stays on the DAM's host is followed
     asset_id = next(sb.ids())
@@ -201,12 +202,10 @@ def test_size_cap_on_content_length_and_on_actual_bytes(dam, recorder, own_tempd
     asset_id = next(sb.ids())
     media = f"{url}/media/{asset_id}/{sb.record(asset_id)['filename']}"
     with pytest.raises(MediaTooLargeError, match="Content-Length"):
-        with downloader_for(url, max_bytes=100).download(media):
-            pass
+        fetch(downloader_for(url, max_bytes=100), media)
     _, rec_url = recorder
     with pytest.raises(MediaTooLargeError, match="more than the 5000-byte cap"):
-        with SafeDownloader(["127.0.0.1"], 5000).download(rec_url + "/big-chunked"):
-            pass
+        fetch(SafeDownloader(["127.0.0.1"], 5000), rec_url + "/big-chunked")
     assert list(own_tempdir.iterdir()) == []  # partial file removed
     with SafeDownloader(["127.0.0.1"], 100_000).download(rec_url + "/big-chunked") as path:
         assert path.stat().st_size == 100_000
@@ -220,8 +219,7 @@ def test_http_errors(recorder):
     with pytest.raises(TransientDamError, match="HTTP 503"), downloader.download(url + "/boom"):
         pass
     with pytest.raises(TransientDamError, match="failed"):
-        with downloader.download("http://127.0.0.1:9/x"):
-            pass
+        fetch(downloader, "http://127.0.0.1:9/x")
 
 
 def test_messages_do_not_leak_query_strings():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -274,7 +275,7 @@ def test_get_one_asset_and_a_deleted_one(sandbox):
 @pytest.mark.parametrize("style", ["bynder", "cloudinary", "cursor"])
 def test_deleted_since_and_all_ids(sandbox, style):
     sb, url = sandbox
-    endpoint, _ = STYLES[style]
+    _endpoint, _ = STYLES[style]
     deletions = {
         "bynder": ListEndpointConfig("/api/v4/media/deleted/", since_param="since"),
         "cloudinary": ListEndpointConfig("/v1_1/demo/resources/deleted", since_param="start_at",
@@ -372,7 +373,7 @@ def test_oauth2_token_cached_refreshed_before_expiry_and_on_401(sandbox):
 
 
 def test_oauth2_bad_client_secret_is_an_auth_error_without_secret(sandbox):
-    sb, url = sandbox
+    _sb, url = sandbox
     with pytest.raises(DamAuthError, match="refused the client credentials") as err:
         collect(make_source(url, "offset", auth=WRONG["oauth2"]))
     assert "nope" not in str(err.value)
@@ -390,7 +391,7 @@ def test_429_retry_after_is_honoured(sandbox):
     counters = sb.counters()
     assert counters["429"] == 2 and counters["early_after_429"] == 0
     log = sb.request_log()
-    for before, after in zip(log, log[1:], strict=False):
+    for before, after in itertools.pairwise(log):
         if before["status"] == 429:
             assert after["t"] - before["t"] >= 1.0       # nothing sent before it elapsed
     assert time.monotonic() - started >= 2.0
@@ -445,13 +446,13 @@ def test_request_budget_spaces_requests(sandbox):
     collect(source)
     log = [e for e in sb.request_log() if e["rule"] == "/api/v4/media/"]
     assert len(log) == 5
-    gaps = [b["t"] - a["t"] for a, b in zip(log, log[1:], strict=False)]
+    gaps = [b["t"] - a["t"] for a, b in itertools.pairwise(log)]
     assert min(gaps) >= 0.25 - 0.03
     assert sb.counters()["429"] == 0                # the budget kept us under the DAM limit
 
 
 def test_factory_builds_rest_source_with_media_cap(sandbox):
-    sb, url = sandbox
+    _sb, url = sandbox
     source = build_source(SourceConfig(name="bynder", type="rest",
                                        rest=make_config(url, "bynder"),
                                        media=MediaConfig(max_bytes=100)))

@@ -62,7 +62,7 @@ def test_deterministic_per_seed(server):
 
 
 def test_realistic_families_and_record_shape(server):
-    sb, url = use(server, assets=400, seed=1, shape="bynder")
+    _sb, url = use(server, assets=400, seed=1, shape="bynder")
     records = all_bynder(url)
     assert len(records) == 400  # including the record that deliberately lacks its id
     hidden = [r for r in records if "id" not in r]
@@ -112,7 +112,7 @@ def test_bad_records_listed(server):
 
 
 def test_admin_add_edit_delete_over_http(server):
-    sb, url = use(server, assets=10, seed=1)
+    _sb, url = use(server, assets=10, seed=1)
     r = requests.post(f"{url}/_sandbox/assets", json={"filename": "zed-cap_1_front.png",
                                                       "property_sku": "zed-cap"})
     assert r.status_code == 201
@@ -157,7 +157,7 @@ def test_shapes_pick_their_auth(server):
 
 
 def test_oauth_token_endpoint(server):
-    sb, url = use(server, assets=5, auth="oauth2", token_ttl=60)
+    _sb, url = use(server, assets=5, auth="oauth2", token_ttl=60)
     bad = requests.post(f"{url}/oauth/token", data={"grant_type": "client_credentials"},
                         auth=("sandbox-dam-client", "wrong"))
     assert bad.status_code == 401
@@ -173,20 +173,20 @@ def test_oauth_token_endpoint(server):
 
 
 def test_429_injection_and_rate_limit_counters(server):
-    sb, url = use(server, assets=5, auth="none")
+    _sb, url = use(server, assets=5, auth="none")
     requests.post(f"{url}/_sandbox/settings", json={"inject_429": 1, "retry_after": 2})
     r = requests.get(f"{url}/api/none/assets")
     assert r.status_code == 429 and r.headers["Retry-After"] == "2"
     assert requests.get(f"{url}/api/none/assets").status_code == 429   # too early
     counters = requests.get(f"{url}/_sandbox/counters").json()
     assert counters["429"] == 2 and counters["early_after_429"] == 1
-    sb, url = use(server, assets=5, auth="none", rate_limit=3)
+    _sb, url = use(server, assets=5, auth="none", rate_limit=3)
     statuses = [requests.get(f"{url}/api/none/assets").status_code for _ in range(5)]
     assert statuses[:3] == [200, 200, 200] and 429 in statuses[3:]
 
 
 def test_bad_parameters_are_400(server):
-    sb, url = use(server, assets=5, auth="none")
+    _sb, url = use(server, assets=5, auth="none")
     for params in ({"limit": "x"}, {"limit": 0}, {"page": -1}, {"dateModified": "yesterday"}):
         r = requests.get(f"{url}/api/v4/media/", params=params)
         assert r.status_code == 400, params

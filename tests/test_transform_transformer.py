@@ -365,6 +365,22 @@ def test_missing_options_are_created_once_then_used() -> None:
     assert writer.calls == [("packshots", "main_colors", "light_blue", "Light Blue")]
 
 
+def test_a_mapping_can_override_the_family_auto_create_setting() -> None:
+    fam = FamilyConfig(
+        name="packshots",
+        match=Selector(always=True),
+        auto_create_options=True,
+        mapping=(m("main_colors", "property_colors", auto_create_options=False),),
+    )
+    writer = Writer()
+    result = transformer(make_config(fam), options=writer).transform(
+        packshot(property_colors="red,Light Blue")
+    )
+    assert isinstance(result, Quarantined) and result.field == "main_colors"
+    assert "unknown option(s) light_blue" in result.reason
+    assert writer.calls == []
+
+
 def test_options_are_not_created_for_a_record_that_fails_anyway() -> None:
     writer = Writer()
     result = transformer(auto_config(), options=writer).transform(

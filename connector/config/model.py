@@ -177,7 +177,7 @@ class QueueIntakeConfig:
     """A queue the DAM publishes change messages to (Redis stream or AMQP queue)."""
 
     transport: Literal["redis_stream", "amqp"] = "redis_stream"
-    url: str | None = None                 # None: REDIS_URL (redis_stream) / required (amqp)
+    url: str | None = field(default=None, repr=False)  # None: REDIS_URL / required (amqp)
     name: str = ""                         # stream key / queue name, as the DAM writes it
     group: str = "connector"               # redis_stream consumer group
     body_field: str = "payload"            # redis_stream: entry field holding the JSON body

@@ -633,7 +633,9 @@ class NamedMap(_Field):
         errors: dict[str, Any] = {}
         for key, item in value.items():
             name = str(key)
-            if not isinstance(key, str) or not self.name_pattern.fullmatch(key):
+            if not isinstance(key, str):
+                errors[name] = [f"{self.what} name must be a string (put it in quotes)"]
+            elif not self.name_pattern.fullmatch(key):
                 errors[name] = [f"{self.what} name {self.name_message}"]
             try:
                 out.append(self.load_one(name, item))

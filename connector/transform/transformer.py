@@ -291,7 +291,11 @@ class Transformer:
                 attribute=attribute,
                 mapping=mapping,
                 asset=asset,
-                auto_create_options=family.auto_create_options,
+                auto_create_options=(
+                    family.auto_create_options
+                    if mapping.auto_create_options is None
+                    else mapping.auto_create_options
+                ),
                 known_options=self._known_options(family.name, attribute.code),
                 pending_options=pending,
                 media=self.media,

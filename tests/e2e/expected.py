@@ -75,3 +75,48 @@ def normalise(values: dict[str, Any]) -> dict[str, Any]:
             for e in entries
         ]
     return out
+
+
+FAMILIES = ("packshots", "user_guides", "videos")
+
+
+def pim_assets(pim: Any) -> dict[str, tuple[str, dict[str, Any]]]:
+    """code → (family, normalised values) of everything the sandbox PIM holds."""
+    out: dict[str, tuple[str, dict[str, Any]]] = {}
+    for family in FAMILIES:
+        for asset in pim.dump_assets(family):
+            assert asset["code"] not in out, f"{asset['code']} in two families"
+            out[asset["code"]] = (family, normalise(asset.get("values") or {}))
+    return out
+
+
+def check_pim_matches_dam(dam: Any, pim: Any, dam_url: str) -> dict[str, Any]:
+    """Every valid product record is in the PIM, in its family, with exactly the expected
+    values; nothing else is, except bad records (which the caller checks were reported)."""
+    from connector.transform.codes import asset_code
+
+    bad_ids = {b["id"] for b in dam.bad_records()}
+    expected: dict[str, tuple[str, dict[str, Any]]] = {}
+    non_product: set[str] = set()
+    for dam_id in dam.ids():
+        rec = dam.record(dam_id)
+        family = family_of(rec)
+        if family is None:
+            non_product.add(asset_code(dam_id))
+        elif dam_id not in bad_ids:
+            expected[asset_code(dam_id)] = (family, expected_values(rec, dam_url))
+    landed = pim_assets(pim)
+    missing = sorted(set(expected) - set(landed))
+    assert not missing, f"{len(missing)} product assets missing from the PIM: {missing[:5]}"
+    assert not non_product & set(landed), "non-product assets reached the PIM"
+    bad_codes = {asset_code(b) for b in bad_ids}
+    unexpected = set(landed) - set(expected) - bad_codes
+    assert not unexpected, f"unexpected assets in the PIM: {sorted(unexpected)[:5]}"
+    for code, (family, values) in expected.items():
+        got_family, got = landed[code]
+        assert got_family == family, code
+        if family == "user_guides":
+            media = got.pop("file", None)
+            assert media and media[0]["data"], f"{code}: no uploaded file"
+        assert got == values, f"{code}: {got} != {values}"
+    return {"expected": len(expected), "landed": len(landed), "bad": bad_ids}
