@@ -172,8 +172,8 @@ class FakePim:
         for item in items:
             code = item["code"]
             if code in self.reject:
-                out.append(AssetResult(code, 422, "Validation failed.",
-                                       [{"property": "values.label", "message": self.reject[code]}]))
+                errors = [{"property": "values.label", "message": self.reject[code]}]
+                out.append(AssetResult(code, 422, "Validation failed.", errors))
                 continue
             if self.transient_lines.get(code, 0) > 0:
                 self.transient_lines[code] -= 1
@@ -236,7 +236,9 @@ class FakeQuarantine:
     def __init__(self) -> None:
         self.entries: dict[str, dict[str, Any]] = {}
 
-    def add_many(self, source: str, items: list[Quarantined], run_id: str | None = None) -> list[str]:
+    def add_many(
+        self, source: str, items: list[Quarantined], run_id: str | None = None
+    ) -> list[str]:
         for q in items:
             self.entries[q.dam_id or "?"] = dict(q.to_dict(), run_id=run_id)
         return [q.dam_id or "?" for q in items]

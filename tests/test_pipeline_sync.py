@@ -54,7 +54,7 @@ def test_second_run_pushes_nothing_and_edits_push_exactly_those(namespace: str) 
     assert sum(n for _, n in pim.requests) == 10
     assert pim.get_asset("packshots", asset_code("A00000-X"))["values"]["label"][0]["data"] == (
         "edited 0")
-    # the watermark moved to (start of the third run − overlap) and the run asked since it
+    # the watermark moved to (start of the third run - overlap) and the run asked since it
     assert dam.calls[-1] == second.watermark_after
 
 

@@ -172,3 +172,14 @@ def test_pim_upload_errors(namespace: str, redis_client: redis.Redis) -> None:
     )
     with pytest.raises(TransientPimError):
         down.transform(DamAsset("A", "dam", {"original": "u"}, filename="a.pdf"))
+
+
+def test_a_flaky_dam_download_is_retried_not_quarantined(
+    namespace: str, redis_client: redis.Redis
+) -> None:
+    from connector.dam.base import TransientDamError
+
+    dam = FakeDam({"A": TransientDamError("DAM answered 503", retry_after=2.0)})
+    t = transform_with(handler(dam, FakeUploader(), redis_client))
+    with pytest.raises(TransientDamError):
+        t.transform(DamAsset("A", "dam", {"original": "u"}, filename="a.pdf"))

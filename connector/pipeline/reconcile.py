@@ -6,7 +6,9 @@ with SSCAN in pages:
 
 - orphans: in the PIM (a family of the source), created by this connector (its code is in
   the source's code → dam id map), but no longer a product asset in the DAM;
-- missing: a product asset in the DAM, absent from the PIM (deleted behind our back).
+- missing: a product asset in the DAM, absent from the PIM (deleted behind our back),
+  unless it is in quarantine (counted as `quarantined`: the PIM never had it);
+- foreign: in the PIM and not in the DAM, but not created by this connector (left alone).
 
 With apply=True the deletion policy runs on the orphans and a run with the missing ids
 (force: their stored hashes would call them "unchanged") is started.
@@ -50,6 +52,7 @@ def reconcile(
     temp: list[str] = [dam_codes, dam_ids]
     report: dict[str, Any] = {"source": source, "families": families, "dam_product_assets": 0,
                               "pim_assets": {}, "orphans": 0, "missing": 0, "foreign": 0,
+                              "quarantined": 0,
                               "orphan_sample": [], "missing_sample": [], "applied": apply}
     try:
         # DAM side: every product asset's code (selection rules applied to each record).
@@ -110,22 +113,27 @@ def reconcile(
         if apply and orphans:
             _merge(report, "deletions", apply_to_codes(source, orphans, services=s))
 
-        # Missing: DAM minus every family of the PIM.
-        missing = f"{base}:missing"
-        temp.append(missing)
+        # Missing: DAM minus every family of the PIM; quarantined records are known
+        # problems (the PIM never had them), reported apart and not re-queued.
+        missing, requeue = f"{base}:missing", f"{base}:requeue"
+        temp += [missing, requeue]
         s.redis.sdiffstore(missing, [dam_codes, *pim_sets.values()])
-        s.redis.expire(missing, WORK_TTL)
-        report["missing"] = int(s.redis.scard(missing))
         for codes in _scan(s, missing):
-            for code, dam_id in zip(codes, s.redis.hmget(dam_ids, codes), strict=True):
-                if dam_id is not None and len(report["missing_sample"]) < SAMPLE:
-                    report["missing_sample"].append({"code": code, "dam_id": dam_id.decode()})
-            if len(report["missing_sample"]) >= SAMPLE:
-                break
+            for code, raw in zip(codes, s.redis.hmget(dam_ids, codes), strict=True):
+                if raw is None:
+                    continue
+                dam_id = raw.decode()
+                if s.quarantine.get(source, dam_id) is not None:
+                    report["quarantined"] += 1
+                    continue
+                report["missing"] += 1
+                s.redis.rpush(requeue, dam_id)
+                if len(report["missing_sample"]) < SAMPLE:
+                    report["missing_sample"].append({"code": code, "dam_id": dam_id})
+        s.redis.expire(requeue, WORK_TTL)
         if apply and report["missing"]:
             started = start_run(
-                source, "reconcile", asset_ids=_missing_ids(s, missing, dam_ids), force=True,
-                services=s,
+                source, "reconcile", asset_ids=_listed(s, requeue), force=True, services=s
             )
             report["requeue"] = started.to_dict()
     finally:
@@ -133,11 +141,14 @@ def reconcile(
     return report
 
 
-def _missing_ids(s: Services, missing: str, dam_ids: str) -> Iterator[str]:
-    for codes in _scan(s, missing):
-        for dam_id in s.redis.hmget(dam_ids, codes):
-            if dam_id is not None:
-                yield dam_id.decode()
+def _listed(s: Services, key: str, page: int = PAGE) -> Iterator[str]:
+    start = 0
+    while True:
+        items = s.redis.lrange(key, start, start + page - 1)
+        if not items:
+            return
+        yield from (i.decode() for i in items)
+        start += page
 
 
 def _merge(report: dict[str, Any], name: str, counts: dict[str, Any]) -> None:

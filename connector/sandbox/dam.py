@@ -162,6 +162,9 @@ class DamSandbox:
             "api_key": api_key, "api_key_header": api_key_header,
             "client_id": client_id, "client_secret": client_secret,
         }
+        unknown = sorted(set(settings) - {f.name for f in fields(DamSandboxSettings)})
+        if unknown:
+            raise ValueError(f"unknown sandbox setting(s): {', '.join(unknown)}")
         self.settings = replace(DamSandboxSettings(auth=auth), **settings)
         self._lock = threading.RLock()
         self._order = array("q", range(assets))       # live indices, by (updated, id)

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import redis
 
-from connector.dam.base import DamAsset, DamError, DamSource
+from connector.dam.base import DamAsset, DamError, DamSource, TransientDamError
 from connector.pim.errors import PermanentPimError
 from connector.pim.structure import Attribute
 from connector.redis_conn import Keys
@@ -133,8 +133,8 @@ class MediaFileHandler:
                         )
                     sha.update(chunk)
                     spool.write(chunk)
-        except ConversionError:
-            raise
+        except (ConversionError, TransientDamError):
+            raise  # a flaky DAM is retried by the task, not held against the record
         except (DamError, OSError, ValueError) as exc:
             raise ConversionError(field, f"cannot read the file from the DAM: {exc}") from exc
         if size == 0:
