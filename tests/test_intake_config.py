@@ -65,3 +65,12 @@ def test_schemas_are_importable_from_the_intake_package():
     with pytest.raises(Exception):  # noqa: B017 - marshmallow's ValidationError
         RealtimeSchema().load({"batch_size": 500})
     assert WebhookSchema is not None
+
+
+def test_bearer_verification_defaults_to_the_authorization_header():
+    raw = _with_webhook(
+        {"verification": "bearer", "secret": "${S}", "events": {"asset_id": "id"}}
+    )
+    webhook = parse_config(raw, env={"S": "tok"}).source("s").webhook
+    assert webhook is not None
+    assert (webhook.header, webhook.prefix) == ("Authorization", "Bearer ")

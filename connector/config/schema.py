@@ -1267,6 +1267,11 @@ class WebhookSchema(_Schema):
 
     @post_load
     def make(self, data: dict[str, Any], **kwargs: Any) -> WebhookConfig:
+        if data.get("verification") == "bearer":
+            # A shared bearer secret travels in `Authorization: Bearer <secret>` unless said
+            # otherwise.
+            data.setdefault("header", "Authorization")
+            data.setdefault("prefix", "Bearer ")
         return WebhookConfig(**data)
 
 

@@ -222,7 +222,7 @@ def test_a_worker_killed_mid_push_does_not_lose_or_double_count(world: World) ->
     counts = report["counts"]
     assert report["state"] == "succeeded", report
     assert (counts["updated"], counts["created"], counts["failed"]) == (100, 0, 0), counts
-    assert counts["sent"] >= 100
+    assert counts["sent"] > 100, counts  # the killed push was delivered and sent again
     check_pim_matches_dam(world.dam, world.pim, world.dam_server.url)  # type: ignore[union-attr]
 
 
