@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -226,7 +227,27 @@ def test_a_worker_killed_mid_push_does_not_lose_or_double_count(world: World) ->
     check_pim_matches_dam(world.dam, world.pim, world.dam_server.url)  # type: ignore[union-attr]
 
 
+def test_duplicate_scheduled_syncs_start_one_run_at_a_time(world: World) -> None:
+    """What two beats would send: the same scheduled task several times at once."""
+    assert world.app is not None
+    for _ in range(3):
+        world.app.send_task("tasks.pipeline.fetch_changed_assets",
+                            kwargs={"source": SOURCE, "trigger": "schedule"}, queue="fetch")
+
+    def scheduled_runs_done() -> list[dict[str, Any]] | None:
+        runs = [r for r in list_runs(SOURCE, limit=100, services=world.services)
+                if r["trigger"] == "schedule"]
+        busy = world.services.runs.holder(SOURCE)  # type: ignore[union-attr]
+        if runs and busy is None and all(r["state"] == "succeeded" for r in runs):
+            return runs
+        return None
+
+    runs = wait_for(scheduled_runs_done, timeout=60, what="the scheduled runs")
+    assert 1 <= len(runs) <= 3
+
+
 def test_no_two_runs_of_the_source_ever_overlapped(world: World) -> None:
+    wait_for(lambda: world.services.runs.holder(SOURCE) is None, timeout=60)  # type: ignore[union-attr]
     runs = list_runs(SOURCE, limit=100, services=world.services)
     assert len(runs) >= 8
     spans = sorted(

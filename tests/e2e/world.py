@@ -95,13 +95,24 @@ class World:
     config: Config | None = None
     services: Services | None = None
     app: Celery | None = None
+    # Redis of the connector state (and of the broker when broker_url names it); the
+    # secrets the sandboxes accept; more environment for every subprocess.
+    redis_url: str = field(
+        default_factory=lambda: os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+    )
+    pim_secret: str = "sandbox-secret"
+    pim_password: str = "sandbox-password"
+    dam_token: str = DAM_TOKEN
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ setup
 
     def start(self, **sync: Any) -> World:
-        self.dam = DamSandbox(assets=self.assets, shape="bynder", seed=7)
+        self.dam = DamSandbox(assets=self.assets, shape="bynder", seed=7, token=self.dam_token)
         self.dam_server = self.dam.serve("127.0.0.1", 0)
-        self.pim = PimSandbox(PimSandboxSettings(seed=3, max_concurrency=0))
+        self.pim = PimSandbox(PimSandboxSettings(
+            seed=3, max_concurrency=0, secret=self.pim_secret, password=self.pim_password,
+        ))
         self.pim_server = self.pim.serve("127.0.0.1", 0)
         self.config_path = write_config(self.tmp / "config.yaml", self.dam_server.url, **sync)
         self.config = load_config(self.config_path, env=self.env())
@@ -116,7 +127,7 @@ class World:
         from connector.dam.factory import build_source
 
         self.services = Services(
-            self.config, get_redis(), Keys(self.namespace), client=client,
+            self.config, get_redis(self.redis_url), Keys(self.namespace), client=client,
             sources={SOURCE: build_source(self.config.source(SOURCE))},
             enqueuer=SendTaskEnqueuer(self.app),
         )
@@ -131,38 +142,43 @@ class World:
     def credentials(self) -> PimCredentials:
         assert self.pim_server is not None
         return PimCredentials(url=self.pim_server.url, client_id="sandbox-client",
-                              client_secret=Secret("sandbox-secret"), username="sandbox",
-                              password=Secret("sandbox-password"))
+                              client_secret=Secret(self.pim_secret), username="sandbox",
+                              password=Secret(self.pim_password))
 
     def client(self) -> AkeneoClient:
         assert self.config is not None
-        return AkeneoClient(self.credentials(), self.config.pim, get_redis(), Keys(self.namespace))
+        return AkeneoClient(
+            self.credentials(), self.config.pim, get_redis(self.redis_url), Keys(self.namespace)
+        )
 
     def env(self) -> dict[str, str]:
         assert self.pim_server is not None
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AKENEO_", "CELERY_"))}
         env.update({
             "CONNECTOR_NAMESPACE": self.namespace,
-            "REDIS_URL": os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0",
+            "REDIS_URL": self.redis_url,
             "CELERY_BROKER_URL": self.broker_url,
             "AKENEO_URL": self.pim_server.url,
             "AKENEO_CLIENT_ID": "sandbox-client",
-            "AKENEO_CLIENT_SECRET": "sandbox-secret",
+            "AKENEO_CLIENT_SECRET": self.pim_secret,
             "AKENEO_USERNAME": "sandbox",
-            "AKENEO_PASSWORD": "sandbox-password",
-            "DAM_TOKEN": DAM_TOKEN,
+            "AKENEO_PASSWORD": self.pim_password,
+            "DAM_TOKEN": self.dam_token,
             "PYTHONPATH": str(ROOT),
+            **self.extra_env,
         })
         if self.config_path is not None:
             env["CONNECTOR_CONFIG"] = str(self.config_path)
         return env
 
-    def start_worker(self, concurrency: int | None = None) -> subprocess.Popen[bytes]:
+    def start_worker(
+        self, concurrency: int | None = None, loglevel: str = "WARNING"
+    ) -> subprocess.Popen[bytes]:
         concurrency = concurrency or env_int("E2E_CONCURRENCY", 3)
         name = f"w{len(self.workers)}-{self.namespace}@127.0.0.1"
         log = open(self.tmp / f"worker{len(self.workers)}.log", "wb")  # noqa: SIM115
         proc = subprocess.Popen(
-            [str(ROOT / ".venv" / "bin" / "celery"), "-A", "tasks", "worker", "-l", "WARNING",
+            [str(ROOT / ".venv" / "bin" / "celery"), "-A", "tasks", "worker", "-l", loglevel,
              "-c", str(concurrency), "-Q", QUEUES, "-n", name, "--without-gossip",
              "--without-mingle", "--without-heartbeat"],
             cwd=ROOT, env=self.env(), stdout=log, stderr=subprocess.STDOUT,
@@ -186,7 +202,7 @@ class World:
                 server.stop()
         if self.services is not None:
             self.services.close()
-        redis = get_redis()
+        redis = get_redis(self.redis_url)
         keys = list(redis.scan_iter(match=f"{self.namespace}:*", count=1000))
         for i in range(0, len(keys), 500):
             redis.delete(*keys[i : i + 500])

@@ -1,0 +1,631 @@
+"""Shared benchmark harness: sandboxes as subprocesses, a config, real Celery workers.
+
+A `Harness` owns one benchmark world:
+
+- the sandbox DAM and PIM run as `connector sandbox dam|pim` subprocesses on free ports of
+  127.0.0.1, so their CPU is not the connector's (it is still measured, and reported);
+- a config written from examples/demo.yaml (one source, no schedules, pointed at the
+  sandbox DAM; PIM and DAM request rates opened up like tests/e2e/world.py does);
+- the real Redis, under a unique CONNECTOR_NAMESPACE whose keys are deleted on stop;
+- real `celery -A tasks worker` processes, started per queue set, whose process trees
+  (prefork children included, recycled ones too) are measured with psutil.
+
+Runs are started in this process with `connector.pipeline.start_run` (the messages go out
+through a Celery app of our own, like tests/e2e/world.py: this process must not import
+`tasks`, whose config is read from the environment once) and followed with `run_report`.
+
+Every benchmark prints its figures and the exact command that reproduces them, then one
+line of JSON (the last line of stdout), which tests/test_bench_smoke.py and run_all read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psutil
+import requests
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from celery import Celery  # noqa: E402
+
+from connector.config import load_config  # noqa: E402
+from connector.config.model import Config  # noqa: E402
+from connector.pim.client import AkeneoClient  # noqa: E402
+from connector.pipeline.services import Services  # noqa: E402
+from connector.redis_conn import Keys, get_redis  # noqa: E402
+from connector.settings import PimCredentials, Secret  # noqa: E402
+
+SOURCE = "sandbox"
+DAM_TOKEN = "sandbox-dam-token"
+ALL_QUEUES = "fetch,transform,push,media"
+PYTHON = sys.executable
+CELERY = str(Path(sys.executable).parent / "celery")
+PIM_CREDENTIALS = {
+    "AKENEO_CLIENT_ID": "sandbox-client",
+    "AKENEO_CLIENT_SECRET": "sandbox-secret",
+    "AKENEO_USERNAME": "sandbox",
+    "AKENEO_PASSWORD": "sandbox-password",
+}
+#: the PIM budget of the "proof" issue: 4 concurrent requests, 300 ms per bulk request
+BUDGET_PIM = {"max_concurrency": 4, "bulk_latency": 0.3}
+
+
+# ---------------------------------------------------------------------- small helpers
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(predicate: Any, timeout: float, what: str, interval: float = 0.1) -> Any:
+    """Poll with a deadline (a benchmark never sleeps to synchronise)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+def command_line() -> str:
+    """The command that reproduces this benchmark (printed with its figures)."""
+    script = Path(sys.argv[0]).resolve()
+    try:
+        shown = str(script.relative_to(ROOT))
+    except ValueError:
+        shown = str(script)
+    return " ".join([".venv/bin/python", shown, *map(shlex.quote, sys.argv[1:])])
+
+
+def machine() -> dict[str, Any]:
+    """Where and when: the figures mean little without the load they were taken under."""
+    load = os.getloadavg()
+    return {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpus": psutil.cpu_count(),
+        "load_avg_1m": round(load[0], 2),
+        "python": platform.python_version(),
+    }
+
+
+def emit(name: str, result: dict[str, Any], lines: Sequence[str]) -> None:
+    """Human-readable figures, the reproducing command, then the JSON (last line)."""
+    result = {"benchmark": name, "command": command_line(), "machine": machine(), **result}
+    print(f"== {name} ==")
+    for line in lines:
+        print(line)
+    print(f"reproduce: {result['command']}")
+    print(f"machine: {result['machine']}")
+    print(json.dumps(result, sort_keys=True, default=str), flush=True)
+
+
+def last_json(stdout: str) -> dict[str, Any]:
+    """The JSON line a benchmark printed last (for run_all and the smoke test)."""
+    for line in reversed(stdout.strip().splitlines()):
+        if line.startswith("{"):
+            data: dict[str, Any] = json.loads(line)
+            return data
+    raise ValueError("no JSON result line in the benchmark's output")
+
+
+# ---------------------------------------------------------------------- processes
+
+
+class ProcessTree:
+    """CPU and memory of a process and all its descendants, measured with psutil.
+
+    CPU = user+sys of the live processes + what the root has reaped from dead children
+    (prefork children recycled by max_tasks_per_child), so the difference between two
+    samples is the tree's CPU in between, whatever children came and went.
+    """
+
+    def __init__(self, pid: int) -> None:
+        self.root = psutil.Process(pid)
+
+    def processes(self) -> list[psutil.Process]:
+        try:
+            return [self.root, *self.root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
+
+    def cpu_seconds(self) -> float:
+        total = 0.0
+        for proc in self.processes():
+            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+                times = proc.cpu_times()
+                total += times.user + times.system
+                if proc.pid == self.root.pid:
+                    total += times.children_user + times.children_system
+        return total
+
+    def rss(self) -> dict[int, int]:
+        """RSS in bytes per live process of the tree."""
+        out: dict[int, int] = {}
+        for proc in self.processes():
+            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+                out[proc.pid] = proc.memory_info().rss
+        return out
+
+
+@dataclass
+class Child:
+    """A subprocess of the harness (sandbox or worker) in its own session."""
+
+    name: str
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+    url: str | None = None
+    queues: str = ""
+    concurrency: int = 0
+
+    @property
+    def tree(self) -> ProcessTree:
+        return ProcessTree(self.proc.pid)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def log_tail(self, chars: int = 3000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+    def stop(self, timeout: float = 20.0) -> None:
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+
+# ---------------------------------------------------------------------- sandboxes
+
+
+class Sandbox(Child):
+    """A `connector sandbox pim|dam` subprocess and its admin endpoints."""
+
+    def admin(self, path: str) -> Any:
+        response = requests.get(f"{self.url}/_sandbox/{path}", timeout=30)
+        response.raise_for_status()
+        return response.json()
+
+    def counters(self) -> dict[str, Any]:
+        data: dict[str, Any] = self.admin("counters")
+        return data
+
+    def post(self, path: str, body: dict[str, Any] | None = None) -> Any:
+        response = requests.post(f"{self.url}/_sandbox/{path}", json=body or {}, timeout=30)
+        response.raise_for_status()
+        return response.json()
+
+
+def _start_child(
+    name: str, argv: list[str], env: dict[str, str], log_dir: Path
+) -> tuple[subprocess.Popen[bytes], Path]:
+    log_path = log_dir / f"{name}.log"
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen(
+            argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    return proc, log_path
+
+
+def _wait_http(child: Sandbox, timeout: float = 60.0) -> None:
+    def up() -> bool:
+        if not child.alive():
+            raise RuntimeError(f"{child.name} exited:\n{child.log_tail()}")
+        try:
+            requests.get(f"{child.url}/_sandbox/counters", timeout=1)
+            return True
+        except requests.RequestException:
+            return False
+
+    wait_until(up, timeout, f"{child.name} at {child.url}")
+
+
+def start_pim(log_dir: Path, env: dict[str, str], **settings: Any) -> Sandbox:
+    port = free_port()
+    argv = [PYTHON, "-m", "connector.cli", "sandbox", "pim", "--port", str(port)]
+    for key, value in settings.items():
+        argv += ["--set", f"{key}={json.dumps(value) if not isinstance(value, str) else value}"]
+    proc, log = _start_child("sandbox-pim", argv, env, log_dir)
+    child = Sandbox("sandbox-pim", proc, log, url=f"http://127.0.0.1:{port}")
+    _wait_http(child)
+    return child
+
+
+def start_dam(log_dir: Path, env: dict[str, str], assets: int, seed: int = 7) -> Sandbox:
+    port = free_port()
+    argv = [PYTHON, "-m", "connector.cli", "sandbox", "dam", "--port", str(port),
+            "--assets", str(assets), "--seed", str(seed)]
+    proc, log = _start_child("sandbox-dam", argv, env, log_dir)
+    child = Sandbox("sandbox-dam", proc, log, url=f"http://127.0.0.1:{port}")
+    _wait_http(child)
+    return child
+
+
+# ---------------------------------------------------------------------- config
+
+
+def write_config(
+    path: Path, dam_url: str, *, pim: dict[str, Any] | None = None,
+    sync: dict[str, Any] | None = None,
+) -> Path:
+    """examples/demo.yaml with one source pointed at the sandbox DAM and no schedules.
+
+    Like tests/e2e/world.py, the request rates are opened up (the sandboxes are local and
+    the PIM's real limit here is its concurrency); `pim`/`sync` override config keys.
+    """
+    data = yaml.safe_load((ROOT / "examples" / "demo.yaml").read_text())
+    source = data["sources"][SOURCE]
+    source["rest"]["base_url"] = dam_url
+    source["rest"]["requests_per_second"] = 1000
+    source.pop("schedule", None)
+    source.pop("reconcile_schedule", None)
+    data["sources"] = {SOURCE: source}
+    data["pim"]["requests_per_second"] = 1000
+    data["pim"].update(pim or {})
+    data["sync"].update({"watermark_overlap": 1, "backoff_base": 0.5, "backoff_max": 10})
+    data["sync"].update(sync or {})
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+class SendTaskEnqueuer:
+    """tasks.pipeline.CeleryEnqueuer's messages, sent from a Celery app of our own."""
+
+    def __init__(self, app: Celery) -> None:
+        self.app = app
+
+    def fetch(self, source: str, run_id: str) -> None:
+        self.app.send_task("tasks.pipeline.fetch_changed_assets",
+                           kwargs={"source": source, "run_id": run_id}, queue="fetch")
+
+    def transform(self, run_id: str, chunk_id: str, media: bool = False) -> None:
+        self.app.send_task("tasks.pipeline.transform_chunk", (run_id, chunk_id),
+                           queue="media" if media else "transform")
+
+    def push(self, run_id: str, batch_id: str, countdown: float = 0.0) -> None:
+        self.app.send_task("tasks.pipeline.push_batch", (run_id, batch_id), queue="push",
+                           countdown=countdown or None)
+
+
+# ---------------------------------------------------------------------- the harness
+
+
+@dataclass
+class RunResult:
+    """A finished run: its report, wall time seen from here, CPU of the workers."""
+
+    report: dict[str, Any]
+    wall: float
+    worker_cpu: float
+    sandbox_cpu: dict[str, float]
+    rss_peak: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def counts(self) -> dict[str, Any]:
+        counts: dict[str, Any] = self.report.get("counts") or {}
+        return counts
+
+    @property
+    def duration(self) -> float:
+        """Run start (record) to finished state (record), as the pipeline saw it."""
+        value = self.report.get("duration") or self.counts.get("duration")
+        return float(value) if value is not None else self.wall
+
+
+class Harness:
+    """One benchmark world; use as a context manager (everything is stopped on exit)."""
+
+    def __init__(
+        self, assets: int, *, pim_settings: dict[str, Any] | None = None,
+        pim: dict[str, Any] | None = None, sync: dict[str, Any] | None = None,
+        label: str = "bench",
+    ) -> None:
+        self.assets = assets
+        self.pim_settings = {"seed": 3, **(pim_settings or {})}
+        self.pim_config = pim or {}
+        self.sync_config = sync or {}
+        self.namespace = f"{label}-{uuid.uuid4().hex[:10]}"
+        self._tmp = tempfile.TemporaryDirectory(prefix=f"{label}-")
+        self.tmp = Path(self._tmp.name)
+        self.redis_url = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+        self.broker_url = os.environ.get("BENCH_BROKER_URL") or self.redis_url
+        self.dam: Sandbox | None = None
+        self.pim: Sandbox | None = None
+        self.workers: list[Child] = []
+        self.config_path = self.tmp / "config.yaml"
+        self.config: Config | None = None
+        self.services: Services | None = None
+        self.app: Celery | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def __enter__(self) -> Harness:
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def base_env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("AKENEO_", "CELERY_", "CONNECTOR_"))}
+        env.update({"PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1",
+                    "REDIS_URL": self.redis_url})
+        return env
+
+    def env(self) -> dict[str, str]:
+        """What a worker (or any connector process) of this world needs."""
+        assert self.pim is not None and self.pim.url is not None
+        env = self.base_env()
+        env.update(PIM_CREDENTIALS)
+        env.update({
+            "AKENEO_URL": self.pim.url,
+            "CONNECTOR_NAMESPACE": self.namespace,
+            "CONNECTOR_CONFIG": str(self.config_path),
+            "CELERY_BROKER_URL": self.broker_url,
+            "DAM_TOKEN": DAM_TOKEN,
+        })
+        return env
+
+    def start(self) -> Harness:
+        env = self.base_env()
+        self.pim = start_pim(self.tmp, env, **self.pim_settings)
+        self.dam = start_dam(self.tmp, env, self.assets)
+        assert self.dam.url is not None
+        write_config(self.config_path, self.dam.url, pim=self.pim_config, sync=self.sync_config)
+        self.config = load_config(self.config_path, env=self.env())
+        self.apply_structure()
+        self.app = Celery("bench", broker=self.broker_url)
+        options: dict[str, Any] = {"visibility_timeout": 7200}
+        if self.broker_url.startswith("redis"):
+            options["global_keyprefix"] = f"{self.namespace}:celery:"
+        self.app.conf.update(task_serializer="json", accept_content=["json"],
+                             broker_connection_retry_on_startup=True,
+                             broker_transport_options=options)
+        from connector.dam.factory import build_source
+
+        self.services = Services(
+            self.config, get_redis(self.redis_url), Keys(self.namespace),
+            client=self.client(), sources={SOURCE: build_source(self.config.source(SOURCE))},
+            enqueuer=SendTaskEnqueuer(self.app),
+        )
+        return self
+
+    def apply_structure(self) -> None:
+        """The demo structure (examples/structure.yaml), as `connector structure apply`."""
+        from connector.structure_apply import apply_structure, load_structure_file
+
+        client = self.client()
+        try:
+            report = apply_structure(
+                client, load_structure_file(ROOT / "examples" / "structure.yaml")
+            )
+        finally:
+            client.close()
+        if not report.ok:
+            raise RuntimeError(f"structure apply failed: {report.to_dict()}")
+
+    def credentials(self) -> PimCredentials:
+        assert self.pim is not None and self.pim.url is not None
+        return PimCredentials(url=self.pim.url, client_id="sandbox-client",
+                              client_secret=Secret("sandbox-secret"), username="sandbox",
+                              password=Secret("sandbox-password"))
+
+    def client(self, namespace: str | None = None) -> AkeneoClient:
+        assert self.config is not None
+        return AkeneoClient(self.credentials(), self.config.pim, get_redis(self.redis_url),
+                            Keys(namespace or self.namespace))
+
+    def start_worker(
+        self, queues: str = ALL_QUEUES, concurrency: int = 2, *, name: str | None = None,
+        extra: Sequence[str] = (),
+    ) -> Child:
+        """`celery -A tasks worker -Q queues -c concurrency` (prefork), not yet waited for."""
+        index = len(self.workers)
+        hostname = f"{name or 'w'}{index}-{self.namespace}@127.0.0.1"
+        argv = [CELERY, "-A", "tasks", "worker", "-l", "WARNING", "-c", str(concurrency),
+                "-Q", queues, "-n", hostname, "--without-gossip", "--without-mingle",
+                "--without-heartbeat", *extra]
+        proc, log = _start_child(f"worker{index}", argv, self.env(), self.tmp)
+        child = Child(hostname, proc, log, queues=queues, concurrency=concurrency)
+        self.workers.append(child)
+        return child
+
+    def wait_workers(self, timeout: float = 120.0) -> None:
+        """Until every worker answers a ping (its consumer is up, its pool forked)."""
+        assert self.app is not None
+        pending = {w.name for w in self.workers}
+
+        def ready() -> bool:
+            for worker in self.workers:
+                if not worker.alive():
+                    raise RuntimeError(f"worker {worker.name} exited:\n{worker.log_tail()}")
+            replies = self.app.control.ping(destination=sorted(pending), timeout=0.5) if (
+                self.app is not None) else []
+            for reply in replies or []:
+                pending.difference_update(reply)
+            return not pending
+
+        wait_until(ready, timeout, "the workers to answer a ping", interval=0.2)
+
+    def stop_workers(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+        self.workers = []
+
+    def stop(self) -> None:
+        self.stop_workers()
+        for sandbox in (self.dam, self.pim):
+            if sandbox is not None:
+                sandbox.stop()
+        if self.services is not None:
+            with contextlib.suppress(Exception):
+                self.services.close()
+        with contextlib.suppress(Exception):
+            delete_namespace(self.namespace, self.redis_url)
+        self._tmp.cleanup()
+
+    # ------------------------------------------------------------------ measuring
+
+    def worker_cpu(self) -> float:
+        return sum(w.tree.cpu_seconds() for w in self.workers)
+
+    def sandbox_cpu(self) -> dict[str, float]:
+        return {s.name: round(s.tree.cpu_seconds(), 2)
+                for s in (self.dam, self.pim) if s is not None}
+
+    def worker_rss(self) -> dict[str, int]:
+        """Summed RSS per worker process tree."""
+        return {w.name: sum(w.tree.rss().values()) for w in self.workers}
+
+    def run(
+        self, timeout: float = 3600.0, poll: float = 0.05, sample_rss: bool = False, **kw: Any
+    ) -> RunResult:
+        """start_run → poll run_report until succeeded/failed; CPU measured around it."""
+        from connector.pipeline import run_report, start_run
+
+        assert self.services is not None
+        cpu0 = self.worker_cpu()
+        sandbox0 = self.sandbox_cpu()
+        peak: dict[str, int] = {}
+        t0 = time.monotonic()
+        started = start_run(SOURCE, "bench", services=self.services, **kw)
+        if not started.started or started.run_id is None:
+            raise RuntimeError(started.message)
+        run_id = started.run_id
+        deadline = t0 + timeout
+        last_rss = 0.0
+        while True:
+            report = run_report(run_id, services=self.services)
+            if report["state"] in ("succeeded", "failed"):
+                break
+            now = time.monotonic()
+            if sample_rss and now - last_rss > 1.0:
+                last_rss = now
+                for name, rss in self.worker_rss().items():
+                    peak[name] = max(peak.get(name, 0), rss)
+            for worker in self.workers:
+                if not worker.alive():
+                    raise RuntimeError(f"worker {worker.name} died:\n{worker.log_tail()}")
+            if now > deadline:
+                raise TimeoutError(f"run {run_id} did not finish in {timeout:.0f}s: {report}")
+            time.sleep(poll)
+        wall = time.monotonic() - t0
+        cpu = self.worker_cpu() - cpu0
+        sandbox1 = self.sandbox_cpu()
+        return RunResult(
+            report=report, wall=wall, worker_cpu=cpu,
+            sandbox_cpu={k: round(sandbox1[k] - sandbox0.get(k, 0.0), 2) for k in sandbox1},
+            rss_peak=peak,
+        )
+
+
+def delete_namespace(namespace: str, redis_url: str | None = None) -> int:
+    """Remove every key of a benchmark namespace (never anything else)."""
+    if not namespace or ":" in namespace or "*" in namespace:
+        raise ValueError(f"refusing to delete namespace {namespace!r}")
+    client = get_redis(redis_url)
+    deleted = 0
+    batch: list[Any] = []
+    for key in client.scan_iter(match=f"{namespace}:*", count=1000):
+        batch.append(key)
+        if len(batch) >= 500:
+            deleted += int(client.delete(*batch))
+            batch = []
+    if batch:
+        deleted += int(client.delete(*batch))
+    return deleted
+
+
+# ---------------------------------------------------------------------- PIM counters
+
+
+def pim_writes(counters: dict[str, Any]) -> int:
+    """Write requests the PIM received (asset/option/media/product/structure writes)."""
+    total = 0
+    for key, count in (counters.get("requests") or {}).items():
+        method = key.split(" ", 1)[0]
+        if method in ("PATCH", "POST", "PUT", "DELETE") and "/oauth/" not in key:
+            total += int(count)
+    return total
+
+
+def bulk_asset_requests(counters: dict[str, Any]) -> int:
+    return int(counters.get("bulk_asset_requests") or 0)
+
+
+def diff_counters(after: dict[str, Any], before: dict[str, Any]) -> dict[str, Any]:
+    """after - before for numbers and for flat dicts of numbers (sandbox counters)."""
+    out: dict[str, Any] = {}
+    for key, value in after.items():
+        old = before.get(key)
+        if isinstance(value, bool):
+            out[key] = value
+        elif isinstance(value, int | float):
+            out[key] = value - (old if isinstance(old, int | float) else 0)
+        elif isinstance(value, dict):
+            old_dict = old if isinstance(old, dict) else {}
+            out[key] = {
+                k: v - old_dict.get(k, 0) for k, v in value.items()
+                if isinstance(v, int | float) and v - old_dict.get(k, 0)
+            }
+        else:
+            out[key] = value
+    return out
+
+
+def bulk_window(pim: Sandbox, since: float, bulk_latency: float) -> dict[str, float]:
+    """First to last bulk asset PATCH seen in the PIM's request log after `since`
+    (start times; the last one is counted as ending `bulk_latency` later)."""
+    log = [r for r in pim.admin("log") if r.get("t", 0) >= since
+           and r.get("method") == "PATCH" and str(r.get("template", "")).endswith("/assets")
+           and r.get("status") == 200]
+    if not log:
+        return {"requests": 0, "assets": 0, "seconds": 0.0}
+    first = min(r["t"] for r in log)
+    last = max(r["t"] for r in log)
+    items = sum(int(r.get("items") or 0) for r in log)
+    return {"requests": len(log), "assets": items,
+            "seconds": round(last - first + bulk_latency, 3)}
+
+
+@contextlib.contextmanager
+def harness(assets: int, **kw: Any) -> Iterator[Harness]:
+    with Harness(assets, **kw) as world:
+        yield world
