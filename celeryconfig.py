@@ -55,7 +55,6 @@ result_accept_content = ["json"]
 # ---------------------------------------------------------------- delivery guarantees
 task_acks_late = True
 task_reject_on_worker_lost = True
-task_acks_on_failure_or_timeout = True
 worker_prefetch_multiplier = 1
 task_soft_time_limit = TASK_SOFT_TIME_LIMIT
 task_time_limit = TASK_TIME_LIMIT

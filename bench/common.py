@@ -21,6 +21,7 @@ line of JSON (the last line of stdout), which tests/test_bench_smoke.py and run_
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import platform
@@ -253,24 +254,30 @@ def _wait_http(child: Sandbox, timeout: float = 60.0) -> None:
     wait_until(up, timeout, f"{child.name} at {child.url}")
 
 
-def start_pim(log_dir: Path, env: dict[str, str], **settings: Any) -> Sandbox:
+def start_pim(log_dir: Path, env: dict[str, str], *, wait: bool = True,
+              **settings: Any) -> Sandbox:
+    """`connector sandbox pim --port <free> --set k=v …` (PimSandboxSettings fields)."""
     port = free_port()
     argv = [PYTHON, "-m", "connector.cli", "sandbox", "pim", "--port", str(port)]
     for key, value in settings.items():
         argv += ["--set", f"{key}={json.dumps(value) if not isinstance(value, str) else value}"]
     proc, log = _start_child("sandbox-pim", argv, env, log_dir)
     child = Sandbox("sandbox-pim", proc, log, url=f"http://127.0.0.1:{port}")
-    _wait_http(child)
+    if wait:
+        _wait_http(child)
     return child
 
 
-def start_dam(log_dir: Path, env: dict[str, str], assets: int, seed: int = 7) -> Sandbox:
+def start_dam(log_dir: Path, env: dict[str, str], assets: int, seed: int = 7, *,
+              wait: bool = True) -> Sandbox:
+    """`connector sandbox dam --port <free> --assets N --seed S` (bad records included)."""
     port = free_port()
     argv = [PYTHON, "-m", "connector.cli", "sandbox", "dam", "--port", str(port),
             "--assets", str(assets), "--seed", str(seed)]
     proc, log = _start_child("sandbox-dam", argv, env, log_dir)
     child = Sandbox("sandbox-dam", proc, log, url=f"http://127.0.0.1:{port}")
-    _wait_http(child)
+    if wait:
+        _wait_http(child)
     return child
 
 
@@ -332,6 +339,8 @@ class RunResult:
     worker_cpu: float
     sandbox_cpu: dict[str, float]
     rss_peak: dict[str, int] = field(default_factory=dict)
+    #: seconds after start_run when every chunk was transformed (None: not observed)
+    transformed_at: float | None = None
 
     @property
     def counts(self) -> dict[str, Any]:
@@ -405,8 +414,10 @@ class Harness:
 
     def start(self) -> Harness:
         env = self.base_env()
-        self.pim = start_pim(self.tmp, env, **self.pim_settings)
-        self.dam = start_dam(self.tmp, env, self.assets)
+        self.pim = start_pim(self.tmp, env, wait=False, **self.pim_settings)
+        self.dam = start_dam(self.tmp, env, self.assets, wait=False)
+        _wait_http(self.pim)
+        _wait_http(self.dam)
         assert self.dam.url is not None
         write_config(self.config_path, self.dam.url, pim=self.pim_config, sync=self.sync_config)
         self.config = load_config(self.config_path, env=self.env())
@@ -431,7 +442,8 @@ class Harness:
         """The demo structure (examples/structure.yaml), as `connector structure apply`."""
         from connector.structure_apply import apply_structure, load_structure_file
 
-        client = self.client()
+        # setup, not measured: the fleet's 3 option writes/s would only slow the start
+        client = self.client(option_writes_per_second=1000.0)
         try:
             report = apply_structure(
                 client, load_structure_file(ROOT / "examples" / "structure.yaml")
@@ -447,9 +459,11 @@ class Harness:
                               client_secret=Secret("sandbox-secret"), username="sandbox",
                               password=Secret("sandbox-password"))
 
-    def client(self, namespace: str | None = None) -> AkeneoClient:
+    def client(self, namespace: str | None = None, **pim: Any) -> AkeneoClient:
+        """A PIM client of this world (`pim` overrides PimConfig fields)."""
         assert self.config is not None
-        return AkeneoClient(self.credentials(), self.config.pim, get_redis(self.redis_url),
+        config = dataclasses.replace(self.config.pim, **pim) if pim else self.config.pim
+        return AkeneoClient(self.credentials(), config, get_redis(self.redis_url),
                             Keys(namespace or self.namespace))
 
     def start_worker(
@@ -514,6 +528,16 @@ class Harness:
         """Summed RSS per worker process tree."""
         return {w.name: sum(w.tree.rss().values()) for w in self.workers}
 
+    def _sample_rss(self, peak: dict[str, int]) -> None:
+        """Peak summed RSS per worker tree (`name`) and of its largest process (`name:max`)."""
+        for worker in self.workers:
+            sizes = worker.tree.rss()
+            if not sizes:
+                continue
+            peak[worker.name] = max(peak.get(worker.name, 0), sum(sizes.values()))
+            key = f"{worker.name}:max"
+            peak[key] = max(peak.get(key, 0), max(sizes.values()))
+
     def run(
         self, timeout: float = 3600.0, poll: float = 0.05, sample_rss: bool = False, **kw: Any
     ) -> RunResult:
@@ -531,15 +555,22 @@ class Harness:
         run_id = started.run_id
         deadline = t0 + timeout
         last_rss = 0.0
+        transformed_at: float | None = None
         while True:
             report = run_report(run_id, services=self.services)
             if report["state"] in ("succeeded", "failed"):
                 break
             now = time.monotonic()
+            progress = report.get("counts") or {}
+            if transformed_at is None and report.get("finished_at") is None and (
+                progress.get("chunks_total") and
+                progress.get("chunks_done") == progress.get("chunks_total")
+                and progress.get("seen", 0) >= self.assets * 0.99
+            ):
+                transformed_at = now - t0
             if sample_rss and now - last_rss > 1.0:
                 last_rss = now
-                for name, rss in self.worker_rss().items():
-                    peak[name] = max(peak.get(name, 0), rss)
+                self._sample_rss(peak)
             for worker in self.workers:
                 if not worker.alive():
                     raise RuntimeError(f"worker {worker.name} died:\n{worker.log_tail()}")
@@ -552,7 +583,7 @@ class Harness:
         return RunResult(
             report=report, wall=wall, worker_cpu=cpu,
             sandbox_cpu={k: round(sandbox1[k] - sandbox0.get(k, 0.0), 2) for k in sandbox1},
-            rss_peak=peak,
+            rss_peak=peak, transformed_at=transformed_at,
         )
 
 
@@ -617,12 +648,15 @@ def bulk_window(pim: Sandbox, since: float, bulk_latency: float) -> dict[str, fl
            and r.get("method") == "PATCH" and str(r.get("template", "")).endswith("/assets")
            and r.get("status") == 200]
     if not log:
-        return {"requests": 0, "assets": 0, "seconds": 0.0}
+        return {"requests": 0, "assets": 0, "seconds": 0.0, "slot_utilisation": 0.0}
     first = min(r["t"] for r in log)
     last = max(r["t"] for r in log)
     items = sum(int(r.get("items") or 0) for r in log)
-    return {"requests": len(log), "assets": items,
-            "seconds": round(last - first + bulk_latency, 3)}
+    seconds = last - first + bulk_latency
+    slots = int(pim.admin("settings").get("max_concurrency") or 4)
+    busy = len(log) * bulk_latency / (slots * seconds) if seconds and bulk_latency else 0.0
+    return {"requests": len(log), "assets": items, "seconds": round(seconds, 3),
+            "slot_utilisation": round(busy, 3)}
 
 
 @contextlib.contextmanager

@@ -74,6 +74,8 @@ def measure(
         "push_window": window,
         "push_window_assets_per_s": round(in_window, 1),
         "push_window_share": round(in_window / limit, 3),
+        "transformed_at_s": (round(result.transformed_at, 2)
+                             if result.transformed_at is not None else None),
         "status_429": status_429,
         "max_concurrent_seen_by_pim": after["max_concurrent"],
         "mean_assets_per_request": counts.get("mean_assets_per_request"),
@@ -106,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
         f"(target ≥ {TARGET_SHARE:.0%}: {'MET' if met else 'MISSED'})",
         f"push window: {out['push_window']} → {out['push_window_assets_per_s']} assets/s "
         f"= {out['push_window_share']:.0%} of the bound",
+        f"all chunks transformed {out['transformed_at_s']} s after start; PIM slots busy "
+        f"{out['push_window']['slot_utilisation']:.0%} of the push window",
         f"429s received: {out['status_429']}; max concurrent at the PIM: "
         f"{out['max_concurrent_seen_by_pim']}",
         f"workers CPU: {out['worker_cpu_s']} s; sandboxes CPU: {out['sandbox_cpu_s']}",

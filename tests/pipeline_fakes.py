@@ -279,8 +279,12 @@ class QueueEnqueuer:
 
     def run_one(self, kind: str, args: tuple[Any, ...]) -> None:
         assert self.services is not None
-        func = {"fetch": steps.fetch, "transform": steps.transform, "push": steps.push}[kind]
-        func(*args, services=self.services)
+        if kind == "fetch":
+            steps.fetch(*args, services=self.services)
+        elif kind == "transform":
+            steps.transform(*args, services=self.services)
+        else:
+            steps.push(*args, services=self.services)
 
     def drain(self, rng: random.Random | None = None, duplicate: float = 0.0,
               limit: int = 100_000) -> int:

@@ -148,3 +148,18 @@ def test_schedule_entries_reject_a_bad_crontab() -> None:
         assert "5 fields" in str(exc)
     else:
         raise AssertionError("a 3-field crontab was accepted")
+
+
+def test_the_scheduled_poll_can_be_turned_off_for_a_real_time_source() -> None:
+    from connector.config.model import RealtimeConfig
+
+    polled = SourceConfig(name="a", type="folder", schedule=ScheduleConfig(every=60))
+    realtime_only = SourceConfig(
+        name="b",
+        type="folder",
+        schedule=ScheduleConfig(every=60),
+        reconcile_schedule=ScheduleConfig(crontab="0 3 * * *"),
+        realtime=RealtimeConfig(poll_enabled=False),
+    )
+    names = [e.name for e in schedule_entries(Config(families=(), sources=(polled, realtime_only)))]
+    assert names == ["sync:a", "reconcile:b"]

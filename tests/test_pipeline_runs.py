@@ -135,3 +135,16 @@ def test_shuffled_and_duplicated_tasks_give_exact_counts(namespace: str, seed: i
     assert services.runs.watermark("dam") is not None
     # 200 per family → 2 full requests each; duplicates may re-send, never split further
     assert all(n == 100 for _, n in pim.requests)
+
+
+def test_sources_have_their_own_lock_watermark_and_run_list(store: RunStore) -> None:
+    from datetime import UTC, datetime
+
+    assert store.acquire("dam-a", "ra", 60) is None
+    assert store.acquire("dam-b", "rb", 60) is None  # another source is not blocked
+    store.set_watermark("dam-a", datetime(2026, 5, 1, tzinfo=UTC))
+    assert store.watermark("dam-b") is None
+    for run_id, source in (("ra", "dam-a"), ("rb", "dam-b")):
+        store.create(run_id, source, "test", full=False, since=None, asset_ids=None,
+                     force=False, dry_run=False, watermark=None)
+    assert store.run_ids("dam-a") == ["ra"] and store.run_ids("dam-b") == ["rb"]

@@ -172,6 +172,7 @@ def test_flag_policy_sets_an_attribute_and_never_creates(namespace: str) -> None
     counts = apply_deletions("dam", ["A00001-X", "NEVER-SEEN"], services=services)
     assert (counts["flagged"], counts["not_found"]) == (1, 1)
     stored = pim.get_asset("packshots", asset_code("A00001-X"))
+    assert stored is not None
     assert stored["values"]["deleted"][0]["data"] is True
     assert pim.get_asset("packshots", asset_code("NEVER-SEEN")) is None
 
@@ -235,7 +236,8 @@ def test_dry_run_writes_nothing_and_reports_differences(namespace: str) -> None:
     result = steps.start_run("dam", "manual", dry_run=True, force=True, full=True,
                              services=services)
     queue.drain()
-    record = services.runs.get(result.run_id)  # type: ignore[arg-type]
+    assert result.run_id is not None
+    record = services.runs.get(result.run_id)
     assert record.report["updated"] == 1 and record.report["created"] == 1
     assert record.report["unchanged"] == 8
     assert {f: dict(v) for f, v in pim.assets.items()} == before
@@ -273,3 +275,32 @@ def test_explain_tells_the_story_of_one_asset(namespace: str) -> None:
     assert story["dead_letter"]["errors"][0]["message"] == "nope"
     ok = explain("dam", "A00000-X", services=services)
     assert ok["last_push"]["status"] == "created" and ok["would_push"] is False
+
+
+def test_a_record_the_dam_cannot_normalise_is_quarantined_not_fatal(namespace: str) -> None:
+    from connector.dam.base import BadRecord, DamError
+
+    class BadGet(DamError):
+        def __init__(self, bad: BadRecord) -> None:
+            super().__init__(bad.reason)
+            self.bad = bad
+
+    dam, _, services, queue = _world(4)
+    original_get = dam.get
+
+    def get(asset_id: str):
+        if asset_id == "A00001-X":
+            raise BadGet(BadRecord("dam", {"id": asset_id}, "unparsable date", "updated",
+                                   asset_id))
+        return original_get(asset_id)
+
+    dam.get = get
+    run = _run(services, queue, asset_ids=["A00000-X", "A00001-X"])
+    assert run.state == "succeeded"
+    assert (run.report["created"], run.report["quarantined"]) == (1, 1)
+    counts = sync_assets_by_id("dam", ["A00001-X", "A00002-X"], services=services)
+    assert (counts["quarantined"], counts["created"]) == (1, 1)
+    assert services.quarantine.get("dam", "A00001-X")["reason"] == "unparsable date"
+    dam.down = True
+    with pytest.raises(DamError):
+        sync_assets_by_id("dam", ["A00003-X"], services=services)

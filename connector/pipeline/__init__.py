@@ -44,9 +44,12 @@ Maintenance
     apply_deletions(source, dam_ids) -> dict   the source's DeletionPolicy
 
 Real time (intake)
-    sync_assets_by_id(source, asset_ids, deleted_ids=(), trigger="webhook") -> dict
-        in-process fetch/transform/push of ≤100 ids; raises SyncUnavailableError (a
-        TransientPimError) when the PIM could not take some of them: retry the task.
+    sync_assets_by_id(source, asset_ids, deleted_ids=(), trigger="webhook", records=None,
+                      force=False) -> dict
+        in-process fetch/transform/push of ≤100 ids (the DAM's current record of each; the
+        event's `records` only for REST sources without get_path); ids the DAM no longer
+        has get the deletion policy; raises SyncUnavailableError (a TransientPimError) when
+        the PIM could not take some of them: retry the task (only those are re-pushed).
 
 Task bodies (tasks/pipeline.py only)
     start_and_fetch(source, trigger), fetch(run_id), transform(run_id, chunk_id),

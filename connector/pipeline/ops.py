@@ -7,11 +7,12 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
+from connector.dam.base import BadRecord, DamAsset
 from connector.pipeline.errors import SyncUnavailableError, UnknownRunError
 from connector.pipeline.realtime import sync_assets_by_id
 from connector.pipeline.runs import TERMINAL_STATES, RunRecord
 from connector.pipeline.services import Services, get_services
-from connector.pipeline.sync import PIM_BULK_LIMIT, start_run
+from connector.pipeline.sync import PIM_BULK_LIMIT, get_current, start_run
 from connector.transform.result import Quarantined, Skipped, TransformedAsset
 
 
@@ -184,11 +185,16 @@ def explain(source: str, dam_id: str, *, services: Services | None = None) -> di
     s = services or get_services()
     s.source_config(source)
     out: dict[str, Any] = {"source": source, "dam_id": dam_id}
+    asset: DamAsset | None = None
     try:
-        asset = s.source(source).get(dam_id)
+        current = get_current(s.source(source), dam_id)
     except Exception as exc:  # the DAM being down must not hide the rest
         out["dam_error"] = f"{type(exc).__name__}: {exc}"
-        asset = None
+    else:
+        if isinstance(current, BadRecord):
+            out["dam_error"] = f"the DAM record cannot be read: {current.reason}"
+        else:
+            asset = current
     out["dam"] = asset.to_dict() if asset is not None else None
     if asset is not None:
         try:

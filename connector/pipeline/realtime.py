@@ -11,13 +11,14 @@ re-pushes only what failed (the rest is `unchanged` by then).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
+from connector.dam.base import BadRecord, DamAsset
 from connector.pipeline.deletions import apply_deletions
 from connector.pipeline.errors import SyncUnavailableError
 from connector.pipeline.services import Services, get_services
-from connector.pipeline.sync import PIM_BULK_LIMIT, Context, _push_assets
+from connector.pipeline.sync import PIM_BULK_LIMIT, Context, _push_assets, get_current
 from connector.transform.result import Quarantined, Skipped, TransformedAsset
 
 
@@ -27,10 +28,15 @@ def sync_assets_by_id(
     deleted_ids: Iterable[str] = (),
     trigger: str = "webhook",
     *,
+    records: Mapping[str, Any] | None = None,
     force: bool = False,
     services: Services | None = None,
 ) -> dict[str, Any]:
     """Fetch, transform and push these DAM ids now; returns counts.
+
+    `records` (id → raw DAM record carried by the event) are used only for sources that
+    cannot read one asset back (a REST source without `get_path`); otherwise the DAM's
+    current record wins, so that events arriving late or out of order converge.
 
     Counts: seen, skipped, quarantined, unchanged, created, updated, failed (dead-lettered),
     deleted, requests, plus `trigger` and `errors` (deletion problems).
@@ -45,15 +51,25 @@ def sync_assets_by_id(
     transformer = s.transformer(source)
     gone = list(dict.fromkeys(deleted_ids))
     results: list[TransformedAsset | Quarantined | Skipped] = []
+    use_records = bool(records) and not _can_get(s, source) and hasattr(dam, "normalise")
     for dam_id in dict.fromkeys(asset_ids):
         if dam_id in gone:
             continue
-        asset = dam.get(dam_id)
-        if asset is None:
+        current: DamAsset | BadRecord | None
+        if use_records and records is not None and dam_id in records:
+            current = dam.normalise(records[dam_id])  # type: ignore[attr-defined]
+        else:
+            current = get_current(dam, dam_id)
+        if current is None:
             gone.append(dam_id)
             continue
         counts["seen"] += 1
-        results.append(transformer.transform(asset))
+        if isinstance(current, BadRecord):
+            from connector.transform.transformer import Transformer
+
+            results.append(Transformer.quarantine_bad_record(current))
+        else:
+            results.append(transformer.transform(current))
 
     quarantined = [r for r in results if isinstance(r, Quarantined)]
     transformed = [r for r in results if isinstance(r, TransformedAsset)]
@@ -100,3 +116,8 @@ def sync_assets_by_id(
             counts={k: v for k, v in counts.items() if isinstance(v, int)},
         )
     return counts
+
+
+def _can_get(s: Services, source: str) -> bool:
+    config = s.source_config(source)
+    return not (config.type == "rest" and config.rest is not None and not config.rest.get_path)

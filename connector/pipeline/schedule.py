@@ -1,7 +1,8 @@
 """The beat schedule, described without Celery (celeryconfig.py turns it into entries).
 
 One entry per source with a `schedule` (→ fetch_changed_assets) and one per source with a
-`reconcile_schedule` (→ reconcile_source). Running two beats by mistake does not run a
+`reconcile_schedule` (→ reconcile_source). A source fed in real time keeps its scheduled
+poll as a safety net unless `realtime.poll_enabled` is false. Running two beats by mistake does not run a
 source twice: the scheduled task takes the source's run lock, and the second gets "busy".
 """
 
@@ -53,7 +54,7 @@ def _entry(name: str, task: str, kwargs: dict[str, Any], schedule: ScheduleConfi
 def schedule_entries(config: Config) -> list[ScheduleEntry]:
     entries: list[ScheduleEntry] = []
     for source in config.sources:
-        if source.schedule is not None:
+        if source.schedule is not None and source.realtime.poll_enabled:
             entries.append(
                 _entry(f"sync:{source.name}", FETCH_TASK,
                        {"source": source.name, "trigger": "schedule"}, source.schedule, "fetch")

@@ -167,6 +167,19 @@ def media_families(s: Services, source: SourceConfig) -> frozenset[str]:
 # ---------------------------------------------------------------------- fetch
 
 
+def get_current(dam: Any, dam_id: str) -> DamAsset | BadRecord | None:
+    """The DAM's current record of one id: an asset, a BadRecord (the adapter could not
+    normalise it: quarantine, do not fail the run), or None when it no longer exists."""
+    try:
+        found: DamAsset | None = dam.get(dam_id)
+        return found
+    except DamError as exc:
+        bad = getattr(exc, "bad", None)
+        if isinstance(bad, BadRecord):
+            return bad
+        raise
+
+
 class _ChunkWriter:
     """Buffers normalised assets and stores them as chunks of ≤ chunk_size (memory stays
     bounded by one chunk per route, whatever the DAM's size)."""
@@ -245,11 +258,13 @@ def fetch(run_id: str, *, services: Services | None = None) -> RunRecord:
             for ids in s.runs.asset_ids(run_id, page=max(1, s.sync.chunk_size)):
                 gone: list[str] = []
                 for dam_id in ids:
-                    asset = source.get(dam_id)
-                    if asset is None:
+                    current = get_current(source, dam_id)
+                    if current is None:
                         gone.append(dam_id)
+                    elif isinstance(current, BadRecord):
+                        writer.add_bad([current])
                     else:
-                        writer.add(asset)
+                        writer.add(current)
                 if gone:  # converge: the DAM no longer has them
                     _deletions(s, record, gone)
         else:

@@ -243,7 +243,7 @@ def test_duplicate_scheduled_syncs_start_one_run_at_a_time(world: World) -> None
         return None
 
     runs = wait_for(scheduled_runs_done, timeout=60, what="the scheduled runs")
-    assert 1 <= len(runs) <= 3
+    assert runs is not None and 1 <= len(runs) <= 3
 
 
 def test_no_two_runs_of_the_source_ever_overlapped(world: World) -> None:

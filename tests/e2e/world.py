@@ -172,13 +172,13 @@ class World:
         return env
 
     def start_worker(
-        self, concurrency: int | None = None, loglevel: str = "WARNING"
+        self, concurrency: int | None = None, loglevel: str = "WARNING", app: str = "tasks"
     ) -> subprocess.Popen[bytes]:
         concurrency = concurrency or env_int("E2E_CONCURRENCY", 3)
         name = f"w{len(self.workers)}-{self.namespace}@127.0.0.1"
         log = open(self.tmp / f"worker{len(self.workers)}.log", "wb")  # noqa: SIM115
         proc = subprocess.Popen(
-            [str(ROOT / ".venv" / "bin" / "celery"), "-A", "tasks", "worker", "-l", loglevel,
+            [str(ROOT / ".venv" / "bin" / "celery"), "-A", app, "worker", "-l", loglevel,
              "-c", str(concurrency), "-Q", QUEUES, "-n", name, "--without-gossip",
              "--without-mingle", "--without-heartbeat"],
             cwd=ROOT, env=self.env(), stdout=log, stderr=subprocess.STDOUT,
@@ -227,7 +227,9 @@ class World:
             return report if report["state"] in ("succeeded", "failed") else None
 
         try:
-            return wait_for(done, timeout=timeout, interval=0.2, what=f"run {run_id}")
+            found = wait_for(done, timeout=timeout, interval=0.2, what=f"run {run_id}")
+            assert found is not None
+            return found
         except AssertionError:
             raise AssertionError(
                 f"run {run_id} did not end: {run_report(run_id, services=self.services)}\n"

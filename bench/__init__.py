@@ -1,0 +1,1 @@
+"""Benchmarks of the proof issue (see docs/performance.md)."""

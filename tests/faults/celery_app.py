@@ -1,0 +1,22 @@
+"""`celery -A tests.faults.celery_app worker`: the connector's app with a short broker
+visibility timeout (FAULTS_VISIBILITY_TIMEOUT seconds) and a restore sweep every second.
+
+Why: with the Redis transport, the messages a SIGKILLed worker held unacked come back only
+after the visibility timeout (2 h in celeryconfig). The kill test shortens that time
+scale; everything else is the production configuration.
+"""
+
+from __future__ import annotations
+
+import os
+
+from tasks import app
+
+app.conf.broker_transport_options = {
+    **app.conf.broker_transport_options,
+    "visibility_timeout": float(os.environ.get("FAULTS_VISIBILITY_TIMEOUT") or 10),
+    "unacked_restore_interval": 1,
+    "unacked_restore_throttle": 1,
+}
+
+__all__ = ["app"]
