@@ -30,7 +30,10 @@ def get_redis(url: str | None = None) -> redis.Redis:
 
 
 class Keys:
-    """Builds namespaced Redis keys: `Keys("connector").of("token", "pim")` → `connector:token:pim`."""
+    """Builds namespaced Redis keys.
+
+    `Keys("connector").of("token", "pim")` → `connector:token:pim`.
+    """
 
     def __init__(self, namespace: str | None = None) -> None:
         self.namespace = namespace or settings.key_namespace()

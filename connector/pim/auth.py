@@ -95,6 +95,7 @@ class TokenManager:
         lock_ttl: float = 30.0,
         wait_timeout: float = 60.0,
         poll_interval: float = 0.02,
+        refused_backoff: float = 10.0,
     ) -> None:
         self._credentials = credentials
         self._grant = grant
@@ -110,6 +111,11 @@ class TokenManager:
         self._thread_lock = threading.Lock()
         self._local: TokenSet | None = None
         self._local_deadline = 0.0  # time.monotonic() after which the local token is stale
+        # After the PIM refused our credentials, this process answers PimAuthError at once
+        # for `refused_backoff` seconds instead of asking again for every batch.
+        self.refused_backoff = refused_backoff
+        self._refused: PimAuthError | None = None
+        self._refused_until = 0.0
         self._stats_lock = threading.Lock()
         self._stats = {"password_grants": 0, "refresh_grants": 0, "refresh_failures": 0,
                        "peer_waits": 0}
@@ -123,6 +129,13 @@ class TokenManager:
     def get_token(self, stale: str | None = None) -> str:
         """A usable access token; `stale` is one the PIM just rejected (never returned again)."""
         with self._thread_lock:
+            if self._refused is not None and time.monotonic() < self._refused_until:
+                refused = self._refused
+                raise PimAuthError(
+                    f"{refused.message} (credentials refused moments ago; not asking the PIM "
+                    f"again for {self.refused_backoff:g}s)",
+                    status=refused.status, method=refused.method, path=refused.path,
+                )
             local = self._local
             if (
                 local is not None
@@ -221,14 +234,21 @@ class TokenManager:
                 # Refresh token expired or revoked: a full grant is the way out.
                 self._count("refresh_failures")
                 log.info("PIM token: refresh refused (%s); re-authenticating", exc.status)
-        token = self._request_token(
-            {
-                "grant_type": "password",
-                "username": self._credentials.username,
-                "password": self._credentials.password.reveal(),
-            },
-            None,
-        )
+        try:
+            token = self._request_token(
+                {
+                    "grant_type": "password",
+                    "username": self._credentials.username,
+                    "password": self._credentials.password.reveal(),
+                },
+                None,
+            )
+        except PimAuthError as exc:
+            # Remember the refusal: every batch asking again would be a login storm.
+            self._refused, self._local = exc, None
+            self._refused_until = time.monotonic() + self.refused_backoff
+            raise
+        self._refused = None
         self._count("password_grants")
         log.info("PIM token: new grant for client %s", self._credentials.client_id)
         return self._store(token)

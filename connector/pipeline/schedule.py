@@ -2,8 +2,9 @@
 
 One entry per source with a `schedule` (→ fetch_changed_assets) and one per source with a
 `reconcile_schedule` (→ reconcile_source). A source fed in real time keeps its scheduled
-poll as a safety net unless `realtime.poll_enabled` is false. Running two beats by mistake does not run a
-source twice: the scheduled task takes the source's run lock, and the second gets "busy".
+poll as a safety net unless `realtime.poll_enabled` is false. Running two beats by
+mistake does not run a source twice: the scheduled task takes the source's run lock, and
+the second gets "busy".
 """
 
 from __future__ import annotations

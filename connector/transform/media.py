@@ -14,13 +14,14 @@ import logging
 import os
 import posixpath
 import tempfile
+import time
 from typing import IO, Any, Protocol
 from urllib.parse import urlsplit
 
 import redis
 
 from connector.dam.base import DamAsset, DamError, DamSource, TransientDamError
-from connector.pim.errors import PermanentPimError
+from connector.pim.errors import PermanentPimError, PimAuthError, TransientPimError
 from connector.pim.structure import Attribute
 from connector.redis_conn import Keys
 from connector.transform.converters import ConversionError
@@ -48,6 +49,8 @@ class MediaFileHandler:
         keys: Keys | None = None,
         max_bytes: int = 200 * 1024 * 1024,
         code_ttl: int | None = None,
+        upload_attempts: int = 3,
+        upload_retry_delay: float = 0.25,
     ) -> None:
         self.source = source
         self.uploader = uploader
@@ -55,6 +58,8 @@ class MediaFileHandler:
         self.keys = keys or Keys()
         self.max_bytes = max_bytes
         self.code_ttl = code_ttl
+        self.upload_attempts = max(1, upload_attempts)
+        self.upload_retry_delay = upload_retry_delay
 
     def hash_key(self, sha256_hex: str) -> str:
         return self.keys.of("media", "sha256", sha256_hex)
@@ -62,7 +67,7 @@ class MediaFileHandler:
     def media_code(self, asset: DamAsset, family: str, attribute: Attribute) -> str:
         """The PIM media-file code of `asset`'s binary. ConversionError for data problems
         (unreadable, too big, wrong extension, rejected by the PIM); transient PIM errors
-        propagate so the caller retries later."""
+        (after a few quick retries) and PimAuthError propagate: neither is the asset's fault."""
         field = attribute.code
         filename = self.filename_of(asset)
         self._check_extension(field, filename, attribute)
@@ -72,16 +77,35 @@ class MediaFileHandler:
             cached = self.redis.get(self.hash_key(digest))
             if cached:
                 return cached.decode() if isinstance(cached, bytes) else str(cached)
+            code = self._upload(spool, filename, field)
+        self.redis.set(self.hash_key(digest), code, ex=self.code_ttl)
+        log.info("uploaded media file for asset %s (%s): %s", asset.id, filename, code)
+        return code
+
+    def _upload(self, spool: IO[bytes], filename: str, field: str) -> str:
+        """Upload, retrying the PIM's transient refusals (429/5xx/timeouts) a few times here.
+
+        Why here: one chunk's transform uploads dozens of files; if one flaky upload failed
+        the whole chunk, a PIM that refuses a share of requests would make such a chunk
+        exhaust its task retries before every file got through. The wait honours the PIM's
+        Retry-After (the client's budget also holds every process back until then).
+        """
+        for attempt in range(1, self.upload_attempts + 1):
             spool.seek(0)
             try:
-                code = self.uploader.upload_media_file(spool, filename)
+                return self.uploader.upload_media_file(spool, filename)
+            except PimAuthError:
+                raise  # our credentials, not the file: never quarantine the asset for it
             except PermanentPimError as exc:
                 raise ConversionError(
                     field, f"the PIM rejected the file {filename!r}: {exc}"
                 ) from exc
-        self.redis.set(self.hash_key(digest), code, ex=self.code_ttl)
-        log.info("uploaded media file for asset %s (%s): %s", asset.id, filename, code)
-        return code
+            except TransientPimError as exc:
+                if attempt >= self.upload_attempts:
+                    raise
+                delay = self.upload_retry_delay * 2 ** (attempt - 1)
+                time.sleep(min(30.0, max(delay, exc.retry_after or 0.0)))
+        raise AssertionError("unreachable")  # pragma: no cover
 
     @staticmethod
     def filename_of(asset: DamAsset) -> str:
