@@ -20,7 +20,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import ALL_QUEUES, Harness, emit, pim_writes  # noqa: E402
+from bench.common import ALL_QUEUES, Harness, emit, pim_writes
 
 TARGET = 90.0
 
@@ -54,6 +54,7 @@ def run(assets: int, concurrency: int) -> tuple[dict[str, Any], list[str]]:
     bulk_assets = after["bulk_assets_total"] - before["bulk_assets_total"]
     writes = pim_writes(after) - pim_writes(before)
     media_uploads = after["media_uploads"] - before["media_uploads"]
+    option_writes = after["option_writes"] - before["option_writes"]
     mean = round(bulk_assets / bulk_requests, 2) if bulk_requests else 0.0
     pushed = int(counts.get("created", 0)) + int(counts.get("updated", 0))
     out = {
@@ -69,6 +70,7 @@ def run(assets: int, concurrency: int) -> tuple[dict[str, Any], list[str]]:
         "families": families,
         "pim_write_requests": writes,
         "media_uploads": media_uploads,
+        "option_writes": option_writes,
         "skeleton_requests": pushed,
         "requests_saved": pushed - bulk_requests,
         "counts": {k: counts.get(k) for k in ("seen", "skipped", "quarantined", "created",
@@ -83,7 +85,8 @@ def run(assets: int, concurrency: int) -> tuple[dict[str, Any], list[str]]:
         f"bulk asset requests: {bulk_requests} → mean {mean} assets/request "
         f"(target ≥ {TARGET}: {'MET' if out['met'] else 'MISSED'})",
         f"skeleton (one request per asset): {pushed} requests; saved {pushed - bulk_requests}",
-        f"all PIM write requests: {writes} (of which media file uploads: {media_uploads})",
+        f"all PIM write requests: {writes} (media file uploads: {media_uploads}, option "
+        f"creations: {option_writes})",
         f"per family: {families}",
         f"run: {result.report['state']} in {result.duration:.1f} s",
     ]

@@ -33,11 +33,11 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import psutil
 import requests
@@ -539,9 +539,15 @@ class Harness:
             peak[key] = max(peak.get(key, 0), max(sizes.values()))
 
     def run(
-        self, timeout: float = 3600.0, poll: float = 0.05, sample_rss: bool = False, **kw: Any
+        self, timeout: float = 3600.0, poll: float = 0.05, sample_rss: bool = False,
+        on_transformed: Callable[[], None] | None = None, **kw: Any,
     ) -> RunResult:
-        """start_run → poll run_report until succeeded/failed; CPU measured around it."""
+        """start_run → poll run_report until succeeded/failed; CPU measured around it.
+
+        `on_transformed` is called once, when every chunk has been transformed (e.g. to
+        start the push workers only then, and so time the push stage alone); workers
+        started from it count their start-up CPU too.
+        """
         from connector.pipeline import run_report, start_run
 
         assert self.services is not None
@@ -568,6 +574,8 @@ class Harness:
                 and progress.get("seen", 0) >= self.assets * 0.99
             ):
                 transformed_at = now - t0
+                if on_transformed is not None:
+                    on_transformed()
             if sample_rss and now - last_rss > 1.0:
                 last_rss = now
                 self._sample_rss(peak)
@@ -597,10 +605,10 @@ def delete_namespace(namespace: str, redis_url: str | None = None) -> int:
     for key in client.scan_iter(match=f"{namespace}:*", count=1000):
         batch.append(key)
         if len(batch) >= 500:
-            deleted += int(client.delete(*batch))
+            deleted += cast(int, client.delete(*batch))
             batch = []
     if batch:
-        deleted += int(client.delete(*batch))
+        deleted += cast(int, client.delete(*batch))
     return deleted
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import Harness, emit  # noqa: E402
+from bench.common import Harness, emit
 
 TARGET = 0.10
 MB = 1024 * 1024
@@ -35,8 +35,11 @@ def measure(assets: int) -> dict[str, Any]:
         other = world.start_worker("transform,push,media", 2, name="tpm")
         world.wait_workers()
         idle = {"fetch": sum(fetch.tree.rss().values()), "other": sum(other.tree.rss().values())}
+        pids_before = set(fetch.tree.rss()) | set(other.tree.rss())
         result = world.run(sample_rss=True, poll=0.2)
         after_fetch, after_other = fetch.tree.rss(), other.tree.rss()
+        # a pool child replaced during the run (max_tasks_per_child) would hide growth
+        replaced = len(pids_before - (set(after_fetch) | set(after_other)))
     peak = result.rss_peak
     return {
         "assets": assets,
@@ -50,6 +53,7 @@ def measure(assets: int) -> dict[str, Any]:
         "other_tree_after_mb": round(sum(after_other.values()) / MB, 1),
         "other_tree_peak_mb": round(peak.get(other.name, 0) / MB, 1),
         "other_process_peak_mb": round(peak.get(f"{other.name}:max", 0) / MB, 1),
+        "pool_children_replaced": replaced,
         "workers_after_mb": round((sum(after_fetch.values()) + sum(after_other.values())) / MB, 1),
     }
 
@@ -75,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     lines = [f"{s['assets']:>7} assets: {s['state']} in {s['duration_s']} s; workers after "
              f"{s['workers_after_mb']} MB; fetch tree after {s['fetch_tree_after_mb']} MB, "
              f"fetch process peak {s['fetch_process_peak_mb']} MB; other tree after "
-             f"{s['other_tree_after_mb']} MB, peak {s['other_tree_peak_mb']} MB"
+             f"{s['other_tree_after_mb']} MB, peak {s['other_tree_peak_mb']} MB; pool children "
+             f"replaced during the run: {s['pool_children_replaced']}"
              for s in (small, large)]
     lines.append(f"growth {small_n} → {large_n}: {changes} (target within ±{TARGET:.0%} for "
                  f"workers after, fetch after, fetch peak: {'MET' if met else 'MISSED'})")

@@ -20,7 +20,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import ALL_QUEUES, Harness, RunResult, diff_counters, emit, pim_writes  # noqa: E402
+from bench.common import ALL_QUEUES, Harness, RunResult, diff_counters, emit, pim_writes
 
 TARGET_SECONDS = 3.0
 

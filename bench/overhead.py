@@ -2,7 +2,7 @@
 
 Target (proof issue): the pipeline's total CPU seconds per asset (user+sys of every
 worker process tree, prefork children included, measured around the run; sandboxes
-excluded) ≤ 2 × the floor of bench/reference_sync.py, measured in the same invocation
+excluded) ≤ 2 x the floor of bench/reference_sync.py, measured in the same invocation
 against the same sandbox DAM and a reset sandbox PIM (both sync into an empty PIM).
 
     .venv/bin/python bench/overhead.py --assets 20000
@@ -21,8 +21,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import ALL_QUEUES, Harness, emit  # noqa: E402
-from bench.reference_sync import reference_sync  # noqa: E402
+from bench.common import ALL_QUEUES, Harness, emit
+from bench.reference_sync import reference_sync
 
 TARGET_RATIO = 2.0
 
@@ -43,7 +43,7 @@ def run(assets: int, concurrency: int) -> tuple[dict[str, Any], list[str]]:
     floor_ms = float(floor["cpu_s"]) / assets * 1000 if assets else 0.0
     ratio = pipeline_ms / floor_ms if floor_ms else 0.0
     met = result.report["state"] == "succeeded" and 0 < ratio <= TARGET_RATIO
-    out = {
+    out: dict[str, Any] = {
         "assets": assets,
         "floor": {**floor, "cpu_ms_per_dam_asset": round(floor_ms, 4)},
         "pipeline": {

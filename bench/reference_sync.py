@@ -19,11 +19,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import SOURCE, Harness, delete_namespace, emit  # noqa: E402
-from connector.dam.factory import build_source  # noqa: E402
-from connector.pipeline.services import Services  # noqa: E402
-from connector.redis_conn import Keys, get_redis  # noqa: E402
-from connector.transform.result import Quarantined, TransformedAsset  # noqa: E402
+from bench.common import SOURCE, Harness, delete_namespace, emit
+from connector.dam.factory import build_source
+from connector.pipeline.services import Services
+from connector.redis_conn import Keys, get_redis
+from connector.transform.result import Quarantined, TransformedAsset
 
 BATCH = 100
 

@@ -4,7 +4,7 @@
     .venv/bin/python bench/run_all.py --quick          # a small smoke size (300 assets)
 
 `--size S` is the DAM size of every benchmark; the memory benchmark compares S/2 with
-S×5 (10,000 and 100,000 at the default). `--only a,b` runs a subset. Each benchmark
+S*5 (10,000 and 100,000 at the default). `--only a,b` runs a subset. Each benchmark
 prints its own figures and reproducing command; this script prints them as they come,
 then one JSON line with every result (the last line of stdout).
 """
@@ -21,7 +21,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import ROOT, last_json, machine  # noqa: E402
+from bench.common import ROOT, last_json, machine
 
 QUICK_SIZE = 300
 NAMES = ("bulk_efficiency", "throughput", "noop_resync", "overhead", "memory", "scale_out")
@@ -34,11 +34,11 @@ def commands(size: int, quick: bool) -> dict[str, list[str]]:
     return {
         "bulk_efficiency": ["--assets", str(size)],
         "throughput": ["--assets", str(size)],
-        "noop_resync": ["--assets", str(size)],
+        "noop_resync": ["--assets", str(size), *(() if quick else ("--full",))],
         "overhead": ["--assets", str(size)],
         "memory": ["--sizes", f"{small},{large}"],
         "scale_out": ["--assets", str(size),
-                      "--push-workers", "1,2" if quick else "1,2,4"],
+                      "--push-workers", "2" if quick else "1,2,4"],
     }
 
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import BUDGET_PIM, emit  # noqa: E402
-from bench.throughput import measure  # noqa: E402
+from bench.common import BUDGET_PIM, emit
+from bench.throughput import measure
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,10 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     out = {"assets": args.assets, "bound_assets_per_s": rows[0]["bound_assets_per_s"] if rows
            else 0, "runs": table, "status_429_total": sum(r["status_429"] for r in rows)}
     lines = [f"bound {out['bound_assets_per_s']} assets/s; per run:"]
-    lines += [f"  {r['push_workers']} push worker(s) × -c {r['push_concurrency']}: "
+    lines += [f"  {r['push_workers']} push worker(s) x -c {r['push_concurrency']}: "
               f"{r['assets_per_s']} assets/s end to end ({r['share_of_bound']:.0%}), push window "
               f"{r['push_window_assets_per_s']} assets/s, slots busy {r['slot_utilisation']:.0%}, "
-              f"{r['status_429']} × 429, {r['duration_s']} s" for r in table]
+              f"{r['status_429']} x 429, {r['duration_s']} s" for r in table]
     emit("scale_out", out, lines)
     return 0 if ok else 1
 

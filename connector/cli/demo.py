@@ -204,20 +204,24 @@ def demo(assets: int, once: bool, workdir: str | None) -> None:
             click.echo("demo structure applied (examples/structure.yaml)")
 
             celery = [py, "-m", "celery", "-A", "tasks"]
-            procs.start(
-                "worker",
-                [
-                    *celery,
-                    "worker",
-                    "-Q",
-                    "fetch,transform,push,media",
-                    "-c",
-                    "2",
-                    "--loglevel=INFO",
-                    "-n",
-                    f"demo-{os.getpid()}@%h",
-                ],
-            )
+            for name, queues, concurrency in (
+                ("worker", "fetch,transform,media,celery", "2"),
+                ("push", "push", "4"),  # 4 push slots fill the PIM's fleet-wide budget
+            ):
+                procs.start(
+                    name,
+                    [
+                        *celery,
+                        "worker",
+                        "-Q",
+                        queues,
+                        "-c",
+                        concurrency,
+                        "--loglevel=INFO",
+                        "-n",
+                        f"demo-{name}-{os.getpid()}@%h",
+                    ],
+                )
             procs.start(
                 "beat",
                 [

@@ -169,6 +169,11 @@ def _print_report(report: dict[str, Any]) -> None:
         click.echo(f"  watermark           {report['watermark_after']}")
     for error in c.get("errors") or []:
         click.echo(f"  ! {error}")
+    source = report["source"]
+    if int(c.get("quarantined") or 0):
+        click.echo(f"  → bad DAM records: connector quarantine list {source}")
+    if int(c.get("dead_lettered") or 0):
+        click.echo(f"  → refused by the PIM: connector failures list {source}")
 
 
 # ---------------------------------------------------------------- sync

@@ -6,6 +6,8 @@ import logging
 
 import pytest
 
+logging.getLogger("werkzeug").setLevel(logging.ERROR)  # also during module fixtures
+
 
 @pytest.fixture(autouse=True)
 def _quiet_sandbox_log() -> None:
