@@ -183,3 +183,34 @@ def test_a_flaky_dam_download_is_retried_not_quarantined(
     t = transform_with(handler(dam, FakeUploader(), redis_client))
     with pytest.raises(TransientDamError):
         t.transform(DamAsset("A", "dam", {"original": "u"}, filename="a.pdf"))
+
+
+def test_an_unchanged_asset_is_not_even_downloaded_again(
+    namespace: str, redis_client: redis.Redis
+) -> None:
+    from datetime import UTC, datetime
+
+    def version(updated: datetime) -> DamAsset:
+        return DamAsset(
+            id="A",
+            source="dam",
+            properties={"original": "x"},
+            filename="guide.pdf",
+            media_url="http://dam/media/A/guide.pdf",
+            updated=updated,
+        )
+
+    monday, tuesday = datetime(2026, 11, 2, tzinfo=UTC), datetime(2026, 11, 3, tzinfo=UTC)
+    dam = FakeDam({"A": b"%PDF-1 v1"})
+    up = FakeUploader()
+    assert handler(dam, up, redis_client).media_code(version(monday), "g", PDF) == "a/b/1_guide.pdf"
+    # another worker, same version: neither a download nor an upload
+    again = handler(dam, FakeUploader(), redis_client)
+    assert again.media_code(version(monday), "g", PDF) == "a/b/1_guide.pdf"
+    assert dam.opened == ["A"]
+    # the DAM replaced the file (and bumped `updated`): downloaded, hashed, uploaded again
+    dam.files["A"] = b"%PDF-1 v2"
+    assert (
+        handler(dam, up, redis_client).media_code(version(tuesday), "g", PDF) == "a/b/2_guide.pdf"
+    )
+    assert dam.opened == ["A", "A"]

@@ -5,6 +5,11 @@ goes through the SafeDownloader's host allow-list) into a spooled temporary file
 SHA-256 is computed and its size capped. When the same content was uploaded before (any
 asset, any worker: the hash → media-file-code map lives in Redis under
 ``Keys.of("media", "sha256", <hex>)``) the earlier code is reused and nothing is uploaded.
+
+A second shortcut skips even the download: the code is also remembered per asset with the
+asset's *fingerprint* (its DAM `updated` time, binary URL and file name). A full re-sync of
+unchanged assets then costs no DAM binary request at all; any change of the fingerprint
+(the DAM bumps `updated` when the file is replaced) downloads and hashes again.
 """
 
 from __future__ import annotations
@@ -64,6 +69,16 @@ class MediaFileHandler:
     def hash_key(self, sha256_hex: str) -> str:
         return self.keys.of("media", "sha256", sha256_hex)
 
+    def asset_key(self, asset: DamAsset, attribute: str) -> str:
+        return self.keys.of("media", "asset", asset.source, attribute, asset.id)
+
+    @staticmethod
+    def fingerprint(asset: DamAsset) -> str | None:
+        """What identifies this version of the binary without reading it (None: unknown)."""
+        if asset.updated is None:
+            return None
+        return f"{asset.updated.isoformat()}|{asset.media_url or ''}|{asset.filename or ''}"
+
     def media_code(self, asset: DamAsset, family: str, attribute: Attribute) -> str:
         """The PIM media-file code of `asset`'s binary. ConversionError for data problems
         (unreadable, too big, wrong extension, rejected by the PIM); transient PIM errors
@@ -71,15 +86,30 @@ class MediaFileHandler:
         field = attribute.code
         filename = self.filename_of(asset)
         self._check_extension(field, filename, attribute)
+        fingerprint = self.fingerprint(asset)
+        if fingerprint is not None:
+            known: list[Any] = self.redis.hmget(  # type: ignore[assignment]
+                self.asset_key(asset, field), ["fingerprint", "code"]
+            )
+            if known[0] is not None and known[1] is not None and known[0].decode() == fingerprint:
+                return str(known[1].decode())
         limit = self._limit(attribute)
         with tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY) as spool:
             digest = self._download(asset, spool, limit, field)
             cached = self.redis.get(self.hash_key(digest))
             if cached:
-                return cached.decode() if isinstance(cached, bytes) else str(cached)
-            code = self._upload(spool, filename, field)
-        self.redis.set(self.hash_key(digest), code, ex=self.code_ttl)
-        log.info("uploaded media file for asset %s (%s): %s", asset.id, filename, code)
+                code = cached.decode() if isinstance(cached, bytes) else str(cached)
+            else:
+                code = self._upload(spool, filename, field)
+                self.redis.set(self.hash_key(digest), code, ex=self.code_ttl)
+                log.info("uploaded media file for asset %s (%s): %s", asset.id, filename, code)
+        if fingerprint is not None:
+            key = self.asset_key(asset, field)
+            pipe = self.redis.pipeline()
+            pipe.hset(key, mapping={"fingerprint": fingerprint, "code": code})
+            if self.code_ttl:
+                pipe.expire(key, self.code_ttl)
+            pipe.execute()
         return code
 
     def _upload(self, spool: IO[bytes], filename: str, field: str) -> str:

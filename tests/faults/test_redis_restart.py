@@ -71,7 +71,6 @@ def test_redis_restart_mid_run_loses_nothing(world: World, private_redis: Privat
     # the run record survived the restart (AOF) and the run ends one way or the other
     report = wait_run_end(lambda: _report(world, run_id), timeout=sized(600, 120))
     assert report["state"] in ("succeeded", "failed"), (report, world.worker_log())
-    print("DIAG", report["state"], report["error"], report["counts"]["requests"])
     if report["state"] == "failed":
         assert report["error"], report  # a clean failure says why
         assert services.runs.watermark(SOURCE) == mark_before
