@@ -24,8 +24,8 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate, valida
 
 from connector.pim.errors import PimAuthError, PimError
 
-CODE_RE = re.compile(r"^[a-zA-Z0-9_]+$")
-LOCALE_RE = re.compile(r"^[a-z]{2,3}_[A-Za-z0-9]{2,4}$")
+CODE_RE = re.compile(r"^[a-zA-Z0-9_]+\Z")
+LOCALE_RE = re.compile(r"^[a-z]{2,3}_[A-Za-z0-9]{2,4}\Z")
 
 API_ATTRIBUTE_TYPES = (
     "text",

@@ -45,7 +45,7 @@ GUIDE_RECORD: dict[str, Any] = {
     "updated": "2019-09-04 00:13:57",
 }
 
-EXPECTED_CODE = "0A3C2A6E_4C32_4492_BC0DA02"
+EXPECTED_CODE = "0A3C2A6E_4C32_4492_BC0DA02__cu"  # upper-case id: case marker
 EXPECTED_VALUES = {
     "label": [{"locale": None, "channel": None, "data": "Allie jean model picture 1"}],
     "dam_url": [

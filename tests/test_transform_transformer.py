@@ -129,7 +129,7 @@ def test_packshot_becomes_a_full_asset() -> None:
     result = transformer().transform(packshot())
     assert isinstance(result, TransformedAsset)
     assert result.family == "packshots"
-    assert result.code == "0A3C2A6E_4C32_4E1B_9F3E_5D2A1B3C4D5E"
+    assert result.code == "0A3C2A6E_4C32_4E1B_9F3E_5D2A1B3C4D5E__cu"
     assert result.values == {
         "label": [{"locale": "en_US", "channel": None, "data": "Allie jean, model picture"}],
         "main_colors": [{"locale": None, "channel": None, "data": ["red", "blue"]}],
@@ -432,7 +432,7 @@ def test_transform_page_keeps_good_and_bad_apart() -> None:
         bad=[BadRecord(source="dam", raw={"name": "no id here"}, reason="missing id", field="id")],
     )
     outcome = transformer(make_config(product_asset=Selector(tag="product"))).transform_page(page)
-    assert [a.code for a in outcome.assets] == ["0A3C2A6E_4C32_4E1B_9F3E_5D2A1B3C4D5E"]
+    assert [a.code for a in outcome.assets] == ["0A3C2A6E_4C32_4E1B_9F3E_5D2A1B3C4D5E__cu"]
     assert [q.reason for q in outcome.quarantined] == ["missing id", "'wide' is not a number"]
     assert outcome.quarantined[0].details == {"raw": '{"name": "no id here"}'}
     assert [s.dam_id for s in outcome.skipped] == ["M"]

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-CODE_RE = re.compile(r"^[a-zA-Z0-9_]+$")
+CODE_RE = re.compile(r"^[a-zA-Z0-9_]+\Z")
 MAX_CODE_LENGTH = 255
 MAX_ATTRIBUTES_PER_FAMILY = 100
 MAX_OPTIONS_PER_ATTRIBUTE = 100
@@ -99,7 +99,7 @@ FAMILY_KEYS = frozenset(
         "transformations",
     }
 )
-EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+\Z")
 URL_RE = re.compile(r"^https?://[^\s/$.?#][^\s]*$", re.IGNORECASE)
 PLACEHOLDER_RE = re.compile(r"{{\s*([a-zA-Z0-9_]+)\s*}}")
 ASSET_INVALID = "The asset has data that does not comply with the business rules."

@@ -27,11 +27,11 @@ from connector.pim.structure import Attribute
 if TYPE_CHECKING:
     from connector.transform.media import MediaFileHandler
 
-OPTION_CODE_PATTERN = re.compile(r"^[a-zA-Z0-9_]+$")
+OPTION_CODE_PATTERN = re.compile(r"^[a-zA-Z0-9_]+\Z")
 MAX_OPTION_CODE_LENGTH = 255
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+\Z")
 _URL = re.compile(r"^https?://[^\s/$.?#][^\s]*$", re.IGNORECASE)
-_NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)$")
+_NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)\Z")
 _TRUE = frozenset({"true", "yes", "1", "y", "on"})
 _FALSE = frozenset({"false", "no", "0", "n", "off"})
 # Epoch numbers above this are milliseconds (year 5138 in seconds).
