@@ -279,11 +279,11 @@ def _print_differences(diffs: list[dict[str, Any]]) -> None:
     for d in diffs:
         action = d.get("action", "?")
         click.echo(f"  {action:<9} {d.get('family', '')}/{d.get('code', '')} (DAM {d['dam_id']})")
-        for change in d.get("changes") or []:
+        for change in d.get("differences") or []:
             click.echo(
                 f"      {change.get('attribute')}"
                 f"[{change.get('locale') or '-'}|{change.get('channel') or '-'}]: "
-                f"{change.get('before')!r} → {change.get('after')!r}"
+                f"PIM {change.get('pim')!r} → DAM {change.get('dam')!r}"
             )
 
 

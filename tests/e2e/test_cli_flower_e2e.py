@@ -54,7 +54,11 @@ def flower(world: World) -> Iterator[str]:
     log = open(world.tmp / "flower.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(
         [CONNECTOR, "flower", "--port", str(port)],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
 
@@ -76,8 +80,13 @@ def flower(world: World) -> Iterator[str]:
 
 def cli(world: World, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [CONNECTOR, *args], cwd=ROOT, env=world.env(), capture_output=True, text=True,
-        timeout=timeout, check=False,
+        [CONNECTOR, *args],
+        cwd=ROOT,
+        env=world.env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
 
 
@@ -93,8 +102,12 @@ def test_sync_wait_json_reports_the_run_and_flower_sees_its_tasks(
     world: World, flower: str
 ) -> None:
     proc = subprocess.Popen(
-        [CONNECTOR, "sync", SOURCE, "--wait", "--json"], cwd=ROOT, env=world.env(),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [CONNECTOR, "sync", SOURCE, "--wait", "--json"],
+        cwd=ROOT,
+        env=world.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     seen: set[str] = set()
     wanted = {
@@ -110,8 +123,12 @@ def test_sync_wait_json_reports_the_run_and_flower_sees_its_tasks(
         seen.update(t.get("name") for t in tasks.values() if t.get("name"))
         return wanted <= seen
 
-    wait_for(flower_lists_the_pipeline_tasks, timeout=120, interval=0.3,
-             what=f"Flower to list {wanted} (saw {seen})")
+    wait_for(
+        flower_lists_the_pipeline_tasks,
+        timeout=120,
+        interval=0.3,
+        what=f"Flower to list {wanted} (saw {seen})",
+    )
     out, err = proc.communicate(timeout=240)
     payload = json.loads(out)
     (report,) = payload["runs"]
@@ -174,6 +191,38 @@ def test_status_failures_quarantine_and_explain(world: World) -> None:
 
     text = cli(world, "explain", good)
     assert "last push" in text.stdout and "would push now: no" in text.stdout
+
+
+def test_dry_run_shows_value_differences_and_writes_nothing(world: World) -> None:
+    dam, pim = world.dam, world.pim
+    assert dam is not None and pim is not None
+    bad_ids = {b["id"] for b in dam.bad_records()}
+    target = next(
+        i
+        for i in dam.ids()
+        if i not in bad_ids and (dam.record(i) or {}).get("folder") == "products/videos"
+    )
+    dam.edit(target, {"name": "Renamed by the dry-run test"})
+    writes_before = pim.counters()["bulk_asset_requests"]
+
+    result = cli(world, "sync", SOURCE, "--dry-run", "--wait")
+    assert result.returncode == 0, result.stderr
+    assert "update" in result.stdout
+    assert "title[-|-]: PIM " in result.stdout
+    assert "→ DAM 'Renamed by the dry-run test'" in result.stdout
+    assert pim.counters()["bulk_asset_requests"] == writes_before  # nothing written
+
+    as_json = cli(world, "sync", SOURCE, "--dry-run", "--wait", "--json")
+    (diffs,) = json.loads(as_json.stdout)["differences"].values()
+    (change,) = [d for d in diffs if d["dam_id"] == target]
+    assert change["action"] == "update"
+    assert {"attribute": "title", "locale": None, "channel": None}.items() <= (
+        change["differences"][0].items()
+    )
+    # the real sync then writes exactly that asset
+    real = cli(world, "sync", SOURCE, "--wait", "--json")
+    (report,) = json.loads(real.stdout)["runs"]
+    assert report["counts"]["updated"] == 1, report
 
 
 def test_usage_and_config_errors_exit_2(world: World, tmp_path: Path) -> None:
