@@ -199,6 +199,9 @@ class FakePim:
     def get_product(self, identifier: str) -> dict[str, Any] | None:
         return self.products.get(identifier)
 
+    def get_products(self, identifiers: Any) -> dict[str, dict[str, Any]]:
+        return {i: self.products[i] for i in identifiers if i in self.products}
+
     def patch_products(self, products: Any) -> list[dict[str, Any]]:
         lines = list(products)
         self.product_patches.append(lines)

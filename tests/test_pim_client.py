@@ -340,6 +340,11 @@ def test_patch_products_ndjson_in_chunks_with_per_line_results(sandbox, make_cli
     assert pim.counters()["product_bulk_requests"] == 2
     assert client.get_product("p0")["values"]["assets"][0]["data"] == ["a0"]
     assert client.get_product("nope") is None
+    before = len(pim.log())
+    found = client.get_products([f"p{i}" for i in range(130)] + ["nope"])
+    assert set(found) == {f"p{i}" for i in range(130)} - {"p120"}  # p120 was refused
+    assert found["p7"]["values"]["assets"][0]["data"] == ["a7"]
+    assert len(pim.log()) - before == 2  # 131 identifiers: two requests, not 131
 
 
 # ---------------------------------------------------------------- tokens

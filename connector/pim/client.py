@@ -472,6 +472,22 @@ class AkeneoClient:
         result: dict[str, Any] | None = self._get_or_none(f"{API}/products/{_seg(identifier)}")
         return result
 
+    def get_products(self, identifiers: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """Products by identifier, ≤100 per request (`search` identifier IN); absent ones
+        are simply missing from the result. One request per 100, not one per product."""
+        found: dict[str, dict[str, Any]] = {}
+        for chunk in _chunks(list(dict.fromkeys(identifiers)), BULK_LIMIT):
+            search = {"identifier": [{"operator": "IN", "value": chunk}]}
+            params = {
+                "search": json.dumps(search, separators=(",", ":")),
+                "limit": str(BULK_LIMIT),
+            }
+            for product in self._paginate(f"{API}/products", params):
+                identifier = product.get("identifier")
+                if isinstance(identifier, str):
+                    found[identifier] = product
+        return found
+
     def patch_products(self, products: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         """Bulk product PATCH as NDJSON, ≤100 lines per request; one result per line.
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
 import redis
@@ -53,6 +53,8 @@ class PimClientLike(Protocol):
     def list_assets(self, family: str, updated_after: Any = None) -> Any: ...
     def delete_asset(self, family: str, code: str) -> bool: ...
     def get_product(self, identifier: str) -> dict[str, Any] | None: ...
+
+    def get_products(self, identifiers: Iterable[str]) -> dict[str, dict[str, Any]]: ...
     def patch_products(self, products: Any) -> list[dict[str, Any]]: ...
     def upsert_option(
         self, family: str, attribute: str, code: str, body: dict[str, Any]

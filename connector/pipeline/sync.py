@@ -615,8 +615,9 @@ def _link_products(
         return
     lines: list[dict[str, Any]] = []
     try:
+        products = s.client.get_products(wanted)
         for identifier, codes in wanted.items():
-            product = s.client.get_product(identifier)
+            product = products.get(identifier)
             if product is None:
                 _note(s, record, f"product {identifier!r} not found for linking")
                 continue
