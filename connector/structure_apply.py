@@ -23,21 +23,13 @@ import yaml
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from connector.pim.errors import PimAuthError, PimError
+from connector.pim.structure import ATTRIBUTE_TYPES
 
 CODE_RE = re.compile(r"^[a-zA-Z0-9_]+\Z")
 LOCALE_RE = re.compile(r"^[a-z]{2,3}_[A-Za-z0-9]{2,4}\Z")
 
-API_ATTRIBUTE_TYPES = (
-    "text",
-    "number",
-    "boolean",
-    "date",
-    "single_option",
-    "multiple_options",
-    "media_link",
-    "media_file",
-    "record",
-)
+# Asset attributes the API can create (asset_collection is a product attribute type).
+API_ATTRIBUTE_TYPES = tuple(sorted(ATTRIBUTE_TYPES - {"asset_collection"}))
 OPTION_TYPES = frozenset({"single_option", "multiple_options"})
 MEDIA_TYPES = frozenset({"media_link", "media_file"})
 # Akeneo refuses to change these once the attribute exists.
