@@ -14,7 +14,9 @@ every body is idempotent. Arguments are ids only: no payloads, no secrets.
 from __future__ import annotations
 
 import logging
-from typing import Any
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import redis
 from celery import Task
@@ -25,6 +27,7 @@ from connector.pim.errors import TransientPimError
 from tasks import app
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     TransientPimError,
@@ -42,6 +45,34 @@ RETRY_POLICY: dict[str, Any] = {
     "acks_late": True,
     "reject_on_worker_lost": True,
 }
+
+
+#: seconds a pipeline step waits, in-process, for an unreachable Redis to come back
+REDIS_PATIENCE = 120.0
+
+
+def _redis_outage(exc: BaseException) -> bool:
+    outage = (redis.ConnectionError, redis.TimeoutError)
+    return isinstance(exc, outage) or isinstance(exc.__cause__, outage)
+
+
+def patiently(body: Callable[[], T], patience: float = REDIS_PATIENCE) -> T:
+    """Run a step body; while Redis is unreachable, wait and run it again (bodies are
+    idempotent). Why not Celery's retry: it publishes a new message, which cannot be done
+    while Redis (also the broker) is down; Celery then rejects the message without requeue
+    and the run waits for it until the broker's visibility timeout (hours)."""
+    deadline = time.monotonic() + patience
+    delay = 0.5
+    while True:
+        try:
+            return body()
+        except Exception as exc:
+            if not _redis_outage(exc) or time.monotonic() + delay > deadline:
+                raise
+            log.warning("Redis unreachable (%s); this step runs again in %.1fs",
+                        type(exc).__name__, delay)
+            time.sleep(delay)
+            delay = min(2 * delay, 5.0)
 
 
 class PipelineTask(Task):
@@ -85,7 +116,7 @@ def fetch_changed_assets(
     """Fetch step of `run_id`; without a run id (beat), start a run of `source` first."""
     if run_id is None:
         return pipeline.start_run(source, trigger, full=full).to_dict()
-    return {"run_id": run_id, "state": pipeline.fetch(run_id).state}
+    return {"run_id": run_id, "state": patiently(lambda: pipeline.fetch(run_id).state)}
 
 
 @app.task(
@@ -93,7 +124,7 @@ def fetch_changed_assets(
     **RETRY_POLICY,
 )
 def transform_chunk(self: PipelineTask, run_id: str, chunk_id: str) -> None:
-    pipeline.transform(run_id, chunk_id)
+    patiently(lambda: pipeline.transform(run_id, chunk_id))
 
 
 @app.task(
@@ -101,7 +132,7 @@ def transform_chunk(self: PipelineTask, run_id: str, chunk_id: str) -> None:
     **RETRY_POLICY,
 )
 def push_batch(self: PipelineTask, run_id: str, batch_id: str) -> None:
-    pipeline.push(run_id, batch_id)
+    patiently(lambda: pipeline.push(run_id, batch_id))
 
 
 @app.task(

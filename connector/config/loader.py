@@ -6,6 +6,7 @@ list and a user can fix the whole file in one go instead of one error per run.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Mapping
@@ -126,14 +127,24 @@ def _flatten(messages: Any, path: ErrorPath = ()) -> list[tuple[ErrorPath, str]]
     return out
 
 
+def _plain_key(key: str) -> bool:
+    return bool(key) and key == key.strip() and key.isprintable() and not any(
+        c in key for c in '.[]"'
+    )
+
+
 def format_path(path: ErrorPath) -> str:
-    """("sources", "bynder", "families", 0) → "sources.bynder.families[0]"."""
+    """("sources", "bynder", "families", 0) → "sources.bynder.families[0]"; a key that is
+    empty, blank-edged, unprintable or holds dots, brackets or quotes is shown quoted
+    (`sources[" "]`), so that every error line names a visible path."""
     text = ""
     for key in path:
         if isinstance(key, int):
             text += f"[{key}]"
-        else:
+        elif _plain_key(str(key)):
             text += ("." if text else "") + str(key)
+        else:
+            text += f"[{json.dumps(str(key))}]"
     return text or "(top level)"
 
 

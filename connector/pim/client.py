@@ -206,14 +206,16 @@ class AkeneoClient:
                 log.info("PIM %s %s failed: %s", method, path, failure.message)
                 raise failure from None
             elapsed = time.monotonic() - started
+            if response.status_code in (429, 503):
+                # Close the gate before giving the slot back: a process waiting for this
+                # slot must find the gate closed, not send in between.
+                error = response_error(response, method=method, path=path)
+                retry_after = getattr(error, "retry_after", None)
+                if retry_after:
+                    self.budget.block_for(retry_after)
         self._count("requests")
         self._count(f"status_{response.status_code}")
         log.debug("PIM %s %s → %s (%.3f s)", method, path, response.status_code, elapsed)
-        if response.status_code in (429, 503):
-            error = response_error(response, method=method, path=path)
-            retry_after = getattr(error, "retry_after", None)
-            if retry_after:
-                self.budget.block_for(retry_after)
         return response
 
     def _request(self, method: str, path_or_url: str, **kwargs: Any) -> requests.Response:

@@ -114,6 +114,17 @@ def kill_worker(proc: subprocess.Popen[bytes]) -> None:
     proc.wait(timeout=20)
 
 
+def stop_worker(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM: a warm shutdown (running tasks finish, its own unacked messages go back)."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        kill_worker(proc)
+
+
 def kill_pool_children(proc: subprocess.Popen[bytes]) -> int:
     """SIGKILL the worker's pool processes (the main process survives and replaces them)."""
     children = psutil.Process(proc.pid).children(recursive=False)
@@ -125,7 +136,8 @@ def kill_pool_children(proc: subprocess.Popen[bytes]) -> int:
 
 def broker_unacked(redis_client: redis.Redis, namespace: str) -> int:
     """Messages the Redis transport has delivered and not seen acked (the worker's share)."""
-    return int(redis_client.hlen(f"{namespace}:celery:unacked"))
+    count: Any = redis_client.hlen(f"{namespace}:celery:unacked")
+    return int(count)
 
 
 # ---------------------------------------------------------------- runs
@@ -138,7 +150,7 @@ def wait_run_end(
     count as "not yet"."""
     last: dict[str, Any] = {}
 
-    def done() -> dict[str, Any] | None:
+    def done() -> Any:
         try:
             report = report_of()
         except redis.RedisError:

@@ -16,6 +16,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import yaml
 
 from connector.pipeline import run_report, start_run
 from connector.pipeline.runs import utcnow
@@ -46,6 +47,13 @@ def world(tmp_path: Path, redis_url: str) -> Iterator[World]:
               extra_env={"FAULTS_VISIBILITY_TIMEOUT": str(VISIBILITY)})
     try:
         w.start()
+        # A SIGKILLed process keeps its fleet-wide PIM budget leases until they expire
+        # (2 x timeout + 30 s): by design, a crash costs the fleet those slots for a while.
+        # Enough slots that the killed workers' leases never starve the restarted one.
+        assert w.config_path is not None
+        data = yaml.safe_load(w.config_path.read_text())
+        data["pim"]["max_in_flight"] = 4 + 3 * CONCURRENCY
+        w.config_path.write_text(yaml.safe_dump(data, sort_keys=False))
         yield w
     finally:
         w.stop()
@@ -58,7 +66,7 @@ def test_three_sigkills_lose_nothing_and_duplicate_only_unacked_work(world: Worl
     # Slow enough that every kill lands while work is in flight.
     pim.update_settings(bulk_latency=0.3)
     dam.configure(latency=0.05)
-    worker = world.start_worker(CONCURRENCY, app=APP)
+    worker = world.start_worker(CONCURRENCY, app=APP, loglevel="INFO")
 
     before = utcnow()
     started = start_run(SOURCE, "test", services=services)
@@ -82,7 +90,7 @@ def test_three_sigkills_lose_nothing_and_duplicate_only_unacked_work(world: Worl
     kill_worker(worker)
     unacked_at_kills.append(broker_unacked(broker, world.namespace))
     assert bulk_writes() == 0, "the fetch should still have been running"
-    worker = world.start_worker(CONCURRENCY, app=APP)
+    worker = world.start_worker(CONCURRENCY, app=APP, loglevel="INFO")
 
     # kill 2: the pool processes only (the main process requeues their tasks at once)
     wait_for(lambda: bulk_writes() >= expected_writes // 3, timeout=120,
@@ -97,7 +105,7 @@ def test_three_sigkills_lose_nothing_and_duplicate_only_unacked_work(world: Worl
     unacked_at_kills.append(broker_unacked(broker, world.namespace))
     report_now = run_report(run_id, services=services)
     assert report_now["state"] not in ("succeeded", "failed"), "killed after the run ended"
-    worker = world.start_worker(CONCURRENCY, app=APP)
+    worker = world.start_worker(CONCURRENCY, app=APP, loglevel="INFO")
 
     report = wait_run_end(lambda: run_report(run_id, services=services),
                           timeout=sized(600, 150), what=f"run {run_id}")

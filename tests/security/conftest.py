@@ -1,4 +1,4 @@
-"""Security tests: hostile input, secrets, Flower auth, media downloads.
+"""Security tests: hostile input, secrets, Flower auth, media downloads."""
 
 from __future__ import annotations
 
