@@ -7,6 +7,7 @@ import collections
 import time
 import tracemalloc
 from collections.abc import Iterator
+from datetime import datetime
 
 import pytest
 import requests
@@ -92,7 +93,11 @@ def test_sorted_by_updated_then_id_and_filtered(server):
     sb.edit(ids[0], {"tags": ["product", "x"]})
     sb.edit(ids[1], {})
     records = all_bynder(url, limit=7)
-    keys = [(r["dateModified"], r["id"]) for r in records]
+    # compare instants, not strings: "…:09Z" sorts after "…:09.001Z" as text
+    keys = [
+        (datetime.fromisoformat(r["dateModified"].replace("Z", "+00:00")), r["id"])
+        for r in records
+    ]
     assert keys == sorted(keys) and len(keys) == 60
     assert [r["id"] for r in records[-2:]] == ids[:2]
     since = records[-2]["dateModified"]
