@@ -139,12 +139,22 @@ def test_a_429_and_5xx_storm_still_ends_with_every_asset_synced(world: World) ->
     pim = world.pim
     assert pim is not None
     before = pim.counters()
-    pim.update_settings(error_rate_429=0.25, error_rate_5xx=0.15, retry_after=1)
+    ids = _ids_of(world, "packshots", 150)
+    for dam_id in ids:
+        world.dam.edit(dam_id, {"description": f"storm {dam_id[:6]}"})  # type: ignore[union-attr]
+    # Every request is refused until the first refusal is seen (so the storm surely hits),
+    # then a quarter 429s and 15 % 5xx for the rest of the run.
+    pim.update_settings(error_rate_429=1.0, error_rate_5xx=0.0, retry_after=1)
     try:
-        ids = _ids_of(world, "packshots", 150)
-        for dam_id in ids:
-            world.dam.edit(dam_id, {"description": f"storm {dam_id[:6]}"})  # type: ignore[union-attr]
-        report = world.sync(timeout=240)
+        started = start_run(SOURCE, "test", services=world.services)
+        assert started.started and started.run_id is not None, started.message
+        wait_for(
+            lambda: pim.counters()["injected_429"] > before["injected_429"],
+            timeout=60,
+            what="the first injected 429",
+        )
+        pim.update_settings(error_rate_429=0.25, error_rate_5xx=0.15)
+        report = world.wait_run(started.run_id, timeout=240)
     finally:
         pim.update_settings(error_rate_429=0.0, error_rate_5xx=0.0)
     after = pim.counters()

@@ -24,7 +24,7 @@ from connector.sandbox.server import BackgroundServer
 from connector.transform.codes import asset_code
 from tests.e2e.expected import expected_values, family_of, normalise
 from tests.e2e.world import SOURCE, World
-from tests.faults.support import sized
+from tests.faults.support import SIZE, sized
 from tests.security.inline import InlineRunner
 
 ASSETS = sized(1000, 150)
@@ -135,7 +135,7 @@ _hostile = st.fixed_dictionaries(
 )
 
 
-@settings(max_examples=sized(150, 12), deadline=None, derandomize=True,
+@settings(max_examples=sized(150, 12), deadline=None, derandomize=SIZE != "full",
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(records=st.lists(_hostile, min_size=1, max_size=6))
 def test_fuzzed_records_end_with_a_reason_and_good_ones_still_land(
