@@ -11,7 +11,7 @@ import logging
 import math
 import random
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -306,18 +306,29 @@ def _deletions(s: Services, record: RunRecord, dam_ids: list[str]) -> None:
 # ---------------------------------------------------------------------- transform
 
 
+def _open_step(
+    s: Services, run_id: str, caller: str, already_done: Callable[[], bool]
+) -> RunRecord | None:
+    """The run when this step still has work to do; None for a finished run, or for a step
+    already done (a redelivered message: completion is checked again, nothing redone)."""
+    record = s.runs.get(run_id)
+    if record.state in TERMINAL_STATES:
+        return None
+    if already_done():
+        _after_task(s, run_id, caller)
+        return None
+    s.runs.mark_running(run_id)
+    return record
+
+
 def transform(run_id: str, chunk_id: str, *, services: Services | None = None) -> None:
     """Transform one chunk: quarantine, skip, `unchanged` (same content hash as the last
     successful push, unless the run forces), and the rest into the family buffers."""
     s = services or get_services()
     caller = f"chunk:{chunk_id}"
-    record = s.runs.get(run_id)
-    if record.state in TERMINAL_STATES:
+    record = _open_step(s, run_id, caller, lambda: s.runs.chunk_done(run_id, chunk_id))
+    if record is None:
         return
-    if s.runs.chunk_done(run_id, chunk_id):
-        _after_task(s, run_id, caller)
-        return
-    s.runs.mark_running(run_id)
     body = s.runs.load_chunk(run_id, chunk_id)
     if body is None:
         s.runs.add_error(run_id, f"chunk {chunk_id} expired before it was transformed", fatal=True)
@@ -393,13 +404,9 @@ def push(run_id: str, batch_id: str, *, services: Services | None = None) -> Non
     failed assets and pushed again after a backoff, up to SyncConfig.max_retries."""
     s = services or get_services()
     caller = f"batch:{batch_id}"
-    record = s.runs.get(run_id)
-    if record.state in TERMINAL_STATES:
+    record = _open_step(s, run_id, caller, lambda: s.runs.batch_done(run_id, batch_id))
+    if record is None:
         return
-    if s.runs.batch_done(run_id, batch_id):
-        _after_task(s, run_id, caller)
-        return
-    s.runs.mark_running(run_id)
     batch = s.runs.load_batch(run_id, batch_id)
     if batch is None:
         s.runs.add_error(run_id, f"batch {batch_id} expired before it was pushed", fatal=True)
