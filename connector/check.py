@@ -377,6 +377,8 @@ def run_check(
     judges what the PIM says now, not what a cache remembers.
     """
     report = CheckReport()
+    for name, message in config.code_prefix_conflicts():
+        report.findings.append(Finding(f"sources.{name}.code_prefix", message))
     try:
         available = sorted(f["code"] for f in client.list_asset_families())
     except PimAuthError as exc:

@@ -1,9 +1,11 @@
 """Thin Celery tasks of the sync pipeline: each body is one call into connector.pipeline.
 
 Retry policy: only transient failures (PIM 429/5xx/timeouts, DAM transient errors, Redis
-connection problems) are retried automatically, with exponential backoff + jitter, capped
-well below the broker's visibility timeout. Per-asset PIM retries are not Celery retries:
-`push` rewrites its batch to the failed assets and queues itself again with a countdown.
+connection problems) are retried automatically, with exponential backoff + jitter from the
+user config (`sync.backoff_base`, `sync.backoff_max`; a longer Retry-After of the DAM or
+the PIM wins), capped well below the broker's visibility timeout. Per-asset PIM retries
+are not Celery retries: `push` rewrites its batch to the failed assets and queues itself
+again with a countdown.
 A task that fails for good (retries exhausted, soft time limit, a bug) reports to
 `connector.pipeline.gave_up` so that its run still ends (failed) and releases its lock.
 
@@ -24,6 +26,7 @@ from celery import Task
 from connector import pipeline
 from connector.dam.base import TransientDamError
 from connector.pim.errors import TransientPimError
+from connector.pipeline.resume import task_retry_countdown
 from tasks import app
 
 log = logging.getLogger(__name__)
@@ -38,7 +41,9 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 
 RETRY_POLICY: dict[str, Any] = {
     "autoretry_for": TRANSIENT_ERRORS,
-    "retry_backoff": 2,
+    # Celery's own backoff is off: `ConfiguredRetryTask.retry` takes the countdown from
+    # `sync.backoff_*`; retry_backoff_max stays the hard ceiling of any countdown
+    "retry_backoff": False,
     "retry_backoff_max": 300,
     "retry_jitter": True,
     "max_retries": 8,
@@ -75,7 +80,24 @@ def patiently(body: Callable[[], T], patience: float = REDIS_PATIENCE) -> T:
             delay = min(2 * delay, 5.0)
 
 
-class PipelineTask(Task):
+class ConfiguredRetryTask(Task):
+    """Automatic retries wait what the user config says (`sync.backoff_*`), not Celery's
+    default backoff."""
+
+    def retry(
+        self, args: Any = None, kwargs: Any = None, exc: BaseException | None = None,
+        throw: bool = True, eta: Any = None, countdown: float | None = None,
+        max_retries: int | None = None, **options: Any,
+    ) -> Any:
+        if countdown is None and eta is None:
+            countdown = min(
+                float(RETRY_POLICY["retry_backoff_max"]),
+                task_retry_countdown(int(self.request.retries or 0), exc),
+            )
+        return super().retry(args, kwargs, exc, throw, eta, countdown, max_retries, **options)
+
+
+class PipelineTask(ConfiguredRetryTask):
     """Reports a final failure to the pipeline so the run is not left hanging."""
 
     #: which `gave_up` kind this task is (fetch | chunk | batch), None = nothing to repair
@@ -136,14 +158,15 @@ def push_batch(self: PipelineTask, run_id: str, batch_id: str) -> None:
 
 
 @app.task(
-    bind=True, name="tasks.pipeline.reconcile_source",
+    base=ConfiguredRetryTask, bind=True, name="tasks.pipeline.reconcile_source",
     soft_time_limit=3300, time_limit=3600, **RETRY_POLICY,
 )
 def reconcile_source(self: Task, source: str, apply: bool = False) -> dict[str, Any]:
     return pipeline.reconcile(source, apply=apply)
 
 
-@app.task(bind=True, name="tasks.pipeline.sync_asset_ids", **RETRY_POLICY)
+@app.task(base=ConfiguredRetryTask, bind=True, name="tasks.pipeline.sync_asset_ids",
+          **RETRY_POLICY)
 def sync_asset_ids(
     self: Task,
     source: str,

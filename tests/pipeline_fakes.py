@@ -124,8 +124,10 @@ class FakeDam(DamSource):
 class FakeTransformer:
     """family = properties.family; product = properties.product; `bad` → quarantined."""
 
-    def __init__(self, families: tuple[str, ...] = FAMILIES) -> None:
+    def __init__(self, families: tuple[str, ...] = FAMILIES, code_prefix: str | None = None
+                 ) -> None:
         self.families = families
+        self.code_prefix = code_prefix
         self.calls = 0
 
     def transform(self, asset: DamAsset) -> TransformedAsset | Quarantined | Skipped:
@@ -137,12 +139,17 @@ class FakeTransformer:
             return Quarantined(asset.id, asset.source, "label too long", field="label")
         values = {"label": [{"locale": None, "channel": None, "data": props["label"]}]}
         family = props["family"]
-        code = asset_code(asset.id)
+        code = asset_code(asset.id, self.code_prefix)
         digest = hashlib.sha256(json.dumps([family, code, values]).encode()).hexdigest()
         return TransformedAsset(
             dam_id=asset.id, source=asset.source, family=family, code=code, values=values,
             content_hash=digest, product_identifiers=tuple(props.get("products") or ()),
+            updated=asset.updated,
         )
+
+    def plan(self, asset: DamAsset) -> TransformedAsset | Quarantined | Skipped:
+        """Planning mode (dry runs): this fake has no side effects to plan."""
+        return self.transform(asset)
 
 
 @dataclass
@@ -311,7 +318,7 @@ def make_services(
     config: Config, dam: FakeDam, pim: FakePim, *, namespace: str | None = None
 ) -> tuple[Services, QueueEnqueuer]:
     enqueuer = QueueEnqueuer()
-    transformer = FakeTransformer()
+    transformer = FakeTransformer(code_prefix=config.sources[0].code_prefix)
     services = Services(
         config, get_redis(), Keys(namespace), client=pim, cache=FakeCache(),
         sources={"dam": dam}, enqueuer=enqueuer,

@@ -142,7 +142,9 @@ def test_packshot_becomes_a_full_asset() -> None:
         ],
     }
     assert result.product_identifiers == ("allie-jean",)
-    assert result.content_hash == content_hash("packshots", result.code, result.values)
+    assert result.content_hash == content_hash(
+        "packshots", result.code, result.values, result.product_identifiers
+    )
     assert result.payload() == {"code": result.code, "values": result.values}
 
 
@@ -444,7 +446,8 @@ def test_content_hash_is_stable_across_processes() -> None:
     assert isinstance(result, TransformedAsset)
     script = (
         "from connector.transform.transformer import content_hash;"
-        f"print(content_hash('packshots', {result.code!r}, {result.values!r}))"
+        f"print(content_hash('packshots', {result.code!r}, {result.values!r}, "
+        f"{result.product_identifiers!r}))"
     )
     out = subprocess.run(
         [sys.executable, "-c", script],
@@ -504,3 +507,17 @@ def test_make_option_writer_patches_then_notes_the_cache() -> None:
         ),
         ("note", "packshots", "main_colors", "light_blue"),
     ]
+
+
+def test_content_hash_covers_product_links_but_keeps_unlinked_hashes() -> None:
+    """A changed product reference alone must make the asset 'changed' (or it would never
+    be moved to its new product); assets without links keep the hash they always had."""
+    values: dict[str, Any] = {"label": [{"locale": None, "channel": None, "data": "x"}]}
+    plain = content_hash("packshots", "a1", values)
+    assert content_hash("packshots", "a1", values, ()) == plain
+    linked_a = content_hash("packshots", "a1", values, ("SKU-A",))
+    linked_b = content_hash("packshots", "a1", values, ("SKU-B",))
+    assert len({plain, linked_a, linked_b}) == 3
+    assert content_hash("packshots", "a1", values, ("SKU-B", "SKU-A")) == content_hash(
+        "packshots", "a1", values, ("SKU-A", "SKU-B")
+    )

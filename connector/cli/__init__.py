@@ -50,3 +50,7 @@ for _command in (sync, status, failures, quarantine_group, explain, reconcile, f
 from connector.cli.demo import demo  # noqa: E402
 
 main.add_command(demo)
+
+from connector.cli.links import links  # noqa: E402
+
+main.add_command(links)

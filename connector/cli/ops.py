@@ -33,7 +33,16 @@ if TYPE_CHECKING:
     from connector.pipeline.services import Services
 
 TERMINAL = ("succeeded", "failed", "abandoned")
-FAILURE_COUNTS = ("failed", "dead_lettered", "quarantined")
+# report field → how a dry run says it (it writes nothing: "would …")
+DRY_RUN_COUNTS = (
+    ("would_create", "would create {n}"),
+    ("would_update", "would update {n}"),
+    ("would_delete", "would delete {n}"),
+    ("would_upload", "would upload {n} files"),
+    ("would_create_options", "would create {n} options"),
+)
+PLANNED_SHOWN = 20
+FAILURE_COUNTS = ("failed", "dead_lettered", "quarantined", "deletion_failed")
 
 
 # ---------------------------------------------------------------- shared helpers
@@ -101,6 +110,13 @@ def _had_failures(report: dict[str, Any]) -> bool:
 def _progress_line(report: dict[str, Any]) -> str:
     c = report.get("counts") or {}
     chunks = f"{c.get('chunks_done', 0)}/{c.get('chunks_total', '?')}"
+    if report.get("dry_run"):  # nothing is pushed: say what would be
+        return (
+            f"{report['source']}: {report['state']:<9} (dry run) chunks {chunks}  "
+            + "  ".join(label.format(n=c.get(name, 0)) for name, label in DRY_RUN_COUNTS)
+            + f"  unchanged {c.get('unchanged', 0)}"
+            f"  failures {int(c.get('failed', 0)) + int(c.get('quarantined', 0))}"
+        )
     return (
         f"{report['source']}: {report['state']:<9} chunks {chunks}  "
         f"pushed {int(c.get('created', 0)) + int(c.get('updated', 0))}  "
@@ -144,35 +160,52 @@ def _wait_for_runs(
 
 def _print_report(report: dict[str, Any]) -> None:
     c = dict(report.get("counts") or {})
+    dry = bool(report.get("dry_run"))
     click.echo(
         f"run {report['run_id']} ({report['source']}, {report['trigger']}): {report['state']}"
+        + (" (dry run: nothing was written)" if dry else "")
     )
     if report.get("duration") is not None:
         click.echo(f"  duration            {report['duration']:.1f}s")
     if report.get("error"):
         click.echo(f"  error               {report['error']}")
-    for name in (
+    names: tuple[str, ...] = (
         "seen",
         "skipped",
         "quarantined",
         "unchanged",
         "created",
         "updated",
+        "superseded",
         "deleted",
         "dead_lettered",
+        "deletion_failed",
         "requests",
         "mean_assets_per_request",
-    ):
+    )
+    if dry:
+        names = ("seen", "skipped", "quarantined", "unchanged")
+    for name in names:
         if name in c:
             click.echo(f"  {name:<19} {c[name]}")
+    if dry:
+        for name, label in DRY_RUN_COUNTS:
+            click.echo(f"  {label.format(n=c.get(name, 0))}")
+        planned = list(c.get("planned") or [])
+        for effect in planned[:PLANNED_SHOWN]:
+            click.echo(f"  · {effect.get('text')}")
+        if len(planned) > PLANNED_SHOWN:
+            click.echo(f"  · … and more (--json lists {len(planned)})")
     if report.get("watermark_after"):
         click.echo(f"  watermark           {report['watermark_after']}")
     for error in c.get("errors") or []:
         click.echo(f"  ! {error}")
     source = report["source"]
+    if dry:
+        return  # nothing went to the quarantine or failure stores: the list above is all
     if int(c.get("quarantined") or 0):
         click.echo(f"  → bad DAM records: connector quarantine list {source}")
-    if int(c.get("dead_lettered") or 0):
+    if int(c.get("dead_lettered") or 0) or int(c.get("deletion_failed") or 0):
         click.echo(f"  → refused by the PIM: connector failures list {source}")
 
 
@@ -320,11 +353,23 @@ def status(source: str | None, run_count: int, as_json: bool, config_path: str |
         for r in st["runs"]:
             c = r.get("counts") or {}
             took = f"{r['duration']:.1f}s" if r.get("duration") is not None else "running"
+            if r.get("dry_run"):  # wrote nothing: never "created"
+                what = (
+                    f"dry run: would create {c.get('would_create', c.get('created', 0))} "
+                    f"would update {c.get('would_update', c.get('updated', 0))} "
+                    f"would delete {c.get('would_delete', 0)} "
+                    f"unchanged {c.get('unchanged', 0)} "
+                    f"quarantined {c.get('quarantined', 0)}"
+                )
+            else:
+                what = (
+                    f"created {c.get('created', 0)} updated {c.get('updated', 0)} "
+                    f"unchanged {c.get('unchanged', 0)} failed {c.get('dead_lettered', 0)} "
+                    f"quarantined {c.get('quarantined', 0)}"
+                )
             click.echo(
                 f"  {r['started_at']}  {r['state']:<10} {took:>8}  "
-                f"created {c.get('created', 0)} updated {c.get('updated', 0)} "
-                f"unchanged {c.get('unchanged', 0)} failed {c.get('dead_lettered', 0)} "
-                f"quarantined {c.get('quarantined', 0)}  [{r['trigger']}] {r['run_id']}"
+                f"{what}  [{r['trigger']}] {r['run_id']}"
             )
             if r.get("error"):
                 click.echo(f"      error: {r['error']}")
@@ -335,7 +380,8 @@ def status(source: str | None, run_count: int, as_json: bool, config_path: str |
 
 @click.group()
 def failures() -> None:
-    """Assets the PIM refused or that exhausted their retries (the dead-letter store)."""
+    """Assets the PIM refused, or that exhausted their retries against the PIM or the DAM
+    (the dead-letter store); refused deletions are there too (kind `deletion`)."""
 
 
 @failures.command("list")
@@ -359,8 +405,10 @@ def failures_list(source: str | None, limit: int, as_json: bool, config_path: st
     for name, letters in out.items():
         for d in letters:
             total += 1
+            kind = {"deletion": "deletion refused", "dam": "DAM kept failing"}.get(
+                str(d.get("kind")), "push refused")
             click.echo(
-                f"{name}  {d.get('dam_id')}  {d.get('family')}/{d.get('code')}  "
+                f"{name}  {d.get('dam_id')}  {d.get('family')}/{d.get('code')}  {kind}  "
                 f"status {d.get('status')}  attempts {d.get('attempts')}"
             )
             click.echo(f"    {d.get('message')}")
@@ -387,7 +435,10 @@ def failures_retry(
     as_json: bool,
     config_path: str | None,
 ) -> None:
-    """Re-fetch dead-lettered assets from the DAM and push them again (--all or DAM ids)."""
+    """Re-fetch dead-lettered assets from the DAM and push them again (--all or DAM ids).
+
+    A refused deletion is retried the same way: the DAM is read again, and an asset it
+    still does not have gets the deletion policy again (never a push)."""
     if not retry_all and not dam_ids:
         fail("name DAM ids to retry, or pass --all", EXIT_CONFIG)
     if retry_all and dam_ids:
@@ -421,7 +472,8 @@ def failures_retry(
             problems = problems or any(_had_failures(r) for r in reports.values())
             results = {"retries": results, "reports": list(reports.values())}
     else:
-        problems = any(r.get("failed") or r.get("errors") for r in results.values())
+        problems = any(r.get("failed") or r.get("deletion_failed") or r.get("errors")
+                       for r in results.values())
     if as_json:
         echo_json(results)
     elif not results:
@@ -514,6 +566,8 @@ def explain(dam_id: str, source_name: str | None, as_json: bool, config_path: st
                         f"{v.get('data')!r}"
                     )
             click.echo(f"  would push now: {'yes' if out.get('would_push') else 'no (unchanged)'}")
+            for effect in out.get("planned_effects") or []:
+                click.echo(f"  · {effect.get('text')}")
     click.echo(f"  last push: {out.get('last_push') or 'never'}")
     if out.get("dead_letter"):
         d = out["dead_letter"]
@@ -530,26 +584,52 @@ def explain(dam_id: str, source_name: str | None, as_json: bool, config_path: st
     is_flag=True,
     help="Apply the deletion policy to orphans and re-queue missing assets.",
 )
+@click.option(
+    "--allow-mass-deletion",
+    is_flag=True,
+    help="With --apply: delete even more than deletion_policy.max_deletions (this once).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @config_option()
 def reconcile(
-    source: str | None, apply_changes: bool, as_json: bool, config_path: str | None
+    source: str | None,
+    apply_changes: bool,
+    allow_mass_deletion: bool,
+    as_json: bool,
+    config_path: str | None,
 ) -> None:
     """Compare the DAM's product assets with the PIM's assets: orphans and missing ones.
 
-    Exit 1 when differences were found and not applied.
+    Exit 1 when differences were found and not applied, when the mass-deletion guard
+    refused (nothing deleted), or when the PIM refused deletions (dead letters).
     """
+    if allow_mass_deletion and not apply_changes:
+        fail("--allow-mass-deletion only goes with --apply", EXIT_CONFIG)
     config, services = _services(config_path)
+    from connector.pipeline import MassDeletionError
     from connector.pipeline import reconcile as reconcile_source
 
     reports = []
+    refused: list[str] = []
     with _operational_errors():
         for name in _sources(config, source):
-            reports.append(reconcile_source(name, apply=apply_changes, services=services))
+            try:
+                reports.append(reconcile_source(
+                    name, apply=apply_changes, allow_mass_deletion=allow_mass_deletion,
+                    services=services,
+                ))
+            except MassDeletionError as exc:
+                refused.append(str(exc))
+                reports.append(dict(exc.report or {"source": name}, applied=False,
+                                    error=str(exc)))
+    for message in refused:
+        click.echo(f"error: {message}", err=True)
     if as_json:
         echo_json(reports)
     else:
         for r in reports:
+            if "orphans" not in r:
+                continue
             click.echo(
                 f"{r['source']}: {r['dam_product_assets']} product assets in the DAM, "
                 f"PIM {r['pim_assets']}; orphans {r['orphans']}, missing {r['missing']}"
@@ -559,8 +639,24 @@ def reconcile(
                 click.echo(f"  orphan  {code}")
             for dam_id in r.get("missing_sample") or []:
                 click.echo(f"  missing {dam_id}")
-    differences = any(r["orphans"] or r["missing"] for r in reports)
-    exit_with(EXIT_PROBLEMS if differences and not apply_changes else EXIT_OK)
+            deletions = r.get("deletions") or {}
+            if deletions:
+                click.echo(
+                    "  deletion policy: "
+                    + ", ".join(f"{k} {deletions.get(k, 0)}"
+                                for k in ("deleted", "flagged", "not_found", "failed"))
+                )
+            for message in deletions.get("errors") or []:
+                click.echo(f"  ! deletion refused: {message}")
+            if deletions.get("failed"):
+                click.echo(f"  → refused by the PIM: connector failures list {r['source']}")
+    differences = any(r.get("orphans") or r.get("missing") for r in reports)
+    deletion_failed = any((r.get("deletions") or {}).get("failed") for r in reports)
+    exit_with(
+        EXIT_PROBLEMS
+        if refused or deletion_failed or (differences and not apply_changes)
+        else EXIT_OK
+    )
 
 
 # ---------------------------------------------------------------- flower

@@ -7,6 +7,8 @@ connector reads these objects, never the raw file.
 
 from __future__ import annotations
 
+import math
+import os
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -88,9 +90,12 @@ class RestSourceConfig:
     filename_field: str | None = None      # dotted path of the file name
     folder_field: str | None = None        # dotted path of the folder/category path
     tags_field: str | None = None          # dotted path of the tag list (or separated string)
-    requests_per_second: float = 10.0
+    requests_per_second: float = 10.0      # fleet-wide (every worker process together)
     timeout: float = 30.0
-    max_retries: int = 5                   # for 429/5xx on the DAM side
+    max_retries: int = 5                   # per request: 429/5xx/timeouts on the DAM side
+    max_in_flight: int = 4                 # fleet-wide concurrent requests to this DAM
+    backoff_base: float = 0.5              # seconds; first retry delay without Retry-After
+    backoff_max: float = 30.0              # seconds; longest in-process retry delay
 
 
 @dataclass(frozen=True)
@@ -111,10 +116,26 @@ DeletionAction = Literal["delete", "flag", "ignore"]
 
 
 @dataclass(frozen=True)
+class MaxDeletions:
+    """The mass-deletion guard: a reconcile or run that would delete (or flag) more than
+    `count` assets, or more than `percent` % (rounded up) of the source's assets in the
+    PIM, deletes nothing and fails (a DAM answering an empty list must not empty the PIM)."""
+
+    count: int = 500
+    percent: float = 10.0
+
+    def limit(self, total: int) -> int:
+        """How many of `total` PIM assets may go in one reconcile or run."""
+        share = math.ceil(round(self.percent * total / 100, 9))  # round: no float drift
+        return min(self.count, share)
+
+
+@dataclass(frozen=True)
 class DeletionPolicy:
     action: DeletionAction = "ignore"
     attribute: str | None = None           # flag: attribute to set/clear
     value: Any = None                      # flag: data to write (None clears)
+    max_deletions: MaxDeletions = field(default_factory=MaxDeletions)
 
 
 @dataclass(frozen=True)
@@ -213,6 +234,16 @@ class SourceConfig:
     webhook: WebhookConfig | None = None
     queue: QueueIntakeConfig | None = None
     realtime: RealtimeConfig = field(default_factory=RealtimeConfig)
+    code_prefix: str | None = None         # keeps codes apart from other sources' (codes.py)
+
+    def id_space(self) -> tuple[str, ...]:
+        """Where this source's DAM ids come from: sources reading the same DAM location (a
+        webhook source and a queue source over one DAM) share ids, hence PIM assets."""
+        if self.type == "rest" and self.rest is not None:
+            return ("rest", self.rest.base_url.rstrip("/"), self.rest.list.path)
+        if self.type == "folder" and self.folder is not None:
+            return ("folder", os.path.normpath(self.folder.path))
+        return ("source", self.name)
 
 
 # ---------------------------------------------------------------- transformation
@@ -273,6 +304,7 @@ class ProductLinkConfig:
     identifier_property: str | None = None
     identifier_regex: str | None = None    # named group "identifier" (or group 1)
     product_attribute: str | None = None   # direct: the products' asset-collection attribute
+    unlink_previous: bool = True           # direct: a changed reference unlinks the old product
 
 
 @dataclass(frozen=True)
@@ -328,3 +360,54 @@ class Config:
         if not source.families:
             return self.families
         return tuple(f for f in self.families if f.name in source.families)
+
+    def code_prefix_conflicts(self) -> list[tuple[str, str]]:
+        """(source name, message) for each source whose asset codes could meet another
+        source's in a family both feed: one of them would silently overwrite the other."""
+        found: dict[tuple[str, str, str], list[str]] = {}  # (source, other, kind) → families
+        for family in self.families:
+            feeders = [s for s in self.sources if family.name in
+                       {f.name for f in self.families_of(s)}]
+            space_first: dict[tuple[str, ...], SourceConfig] = {}
+            prefix_first: dict[str, SourceConfig] = {}  # prefix ignoring case → first source
+            for source in feeders:
+                earlier = space_first.get(source.id_space())
+                if earlier is not None:
+                    if (source.code_prefix or "") != (earlier.code_prefix or ""):
+                        found.setdefault((source.name, earlier.name, "space"), []).append(
+                            family.name)
+                    continue
+                space_first[source.id_space()] = source
+                folded = (source.code_prefix or "").lower()
+                other = prefix_first.setdefault(folded, source)
+                if other is not source:
+                    kind = "same" if folded else "none"
+                    found.setdefault((source.name, other.name, kind), []).append(family.name)
+        return [
+            (name, _prefix_conflict_message(self.source(name), self.source(other), kind, fams))
+            for (name, other, kind), fams in found.items()
+        ]
+
+
+def _prefix_conflict_message(
+    source: SourceConfig, other: SourceConfig, kind: str, families: list[str]
+) -> str:
+    feeds = ("family " if len(families) == 1 else "families ") + ", ".join(families)
+    if kind == "space":
+        where = "base_url and list path" if source.type == "rest" else "folder path"
+        return (
+            f"reads the same DAM as source {other.name} (same {where}) and both feed {feeds}, "
+            f"so it must use the same code_prefix ({other.code_prefix!r} there, "
+            f"{source.code_prefix!r} here): otherwise one DAM asset becomes two PIM assets"
+        )
+    if kind == "same":
+        return (
+            f"code_prefix {source.code_prefix!r} equals source {other.name}'s "
+            f"{other.code_prefix!r} ignoring case (Akeneo compares codes ignoring case) and "
+            f"both feed {feeds}: choose a distinct prefix"
+        )
+    return (
+        f"sources {other.name} and {source.name} both feed {feeds} and neither has a "
+        f"code_prefix, so assets with the same DAM id would overwrite each other: give "
+        f"{source.name} a code_prefix (1 to 40 letters or digits)"
+    )

@@ -29,6 +29,7 @@ from connector.config.model import (
     FolderSourceConfig,
     ListEndpointConfig,
     LocaleRule,
+    MaxDeletions,
     MediaConfig,
     PaginationConfig,
     PimConfig,
@@ -45,6 +46,7 @@ from connector.config.model import (
 )
 from connector.pim.structure import ATTRIBUTE_TYPES
 from connector.settings import Secret
+from connector.transform.codes import MAX_SOURCE_PREFIX_LENGTH, SOURCE_PREFIX_SEPARATOR
 
 PathKey = str | int
 ErrorPath = tuple[PathKey, ...]
@@ -943,6 +945,7 @@ class ProductLinkSchema(_Schema):
     identifier_property = PropertyPath(allow_none=True)
     identifier_regex = Regex(group="identifier", allow_none=True)
     product_attribute = Code(allow_none=True)
+    unlink_previous = Bool()
 
     @validates_schema(pass_original=True, skip_on_field_errors=False)
     def _mode_keys(self, data: Any, original_data: Any, **kwargs: Any) -> None:
@@ -953,7 +956,10 @@ class ProductLinkSchema(_Schema):
             {
                 "none": (set(), set()),
                 "rules": (set(), {"identifier_property", "identifier_regex"}),
-                "direct": ({"product_attribute"}, {"identifier_property", "identifier_regex"}),
+                "direct": (
+                    {"product_attribute"},
+                    {"identifier_property", "identifier_regex", "unlink_previous"},
+                ),
             },
             "product link mode",
         )
@@ -1105,6 +1111,16 @@ class RestSourceSchema(_Schema):
     requests_per_second = Float(minimum=0, exclusive_minimum=True)
     timeout = Duration(minimum=0, exclusive_minimum=True)
     max_retries = Int(minimum=0)
+    max_in_flight = Int(minimum=1)
+    backoff_base = Duration(minimum=0, exclusive_minimum=True)
+    backoff_max = Duration(minimum=0, exclusive_minimum=True)
+
+    @validates_schema(skip_on_field_errors=True)
+    def _backoff_order(self, data: dict[str, Any], **kwargs: Any) -> None:
+        base = data.get("backoff_base", RestSourceConfig.backoff_base)
+        top = data.get("backoff_max", RestSourceConfig.backoff_max)
+        if top < base:
+            raise ValidationError({"backoff_max": [f"must be at least backoff_base ({base:g})"]})
 
     @post_load
     def make(self, data: dict[str, Any], **kwargs: Any) -> RestSourceConfig:
@@ -1144,10 +1160,20 @@ class ScheduleSchema(_Schema):
         return ScheduleConfig(**data)
 
 
+class MaxDeletionsSchema(_Schema):
+    count = Int(minimum=0)
+    percent = Float(minimum=0, maximum=100)
+
+    @post_load
+    def make(self, data: dict[str, Any], **kwargs: Any) -> MaxDeletions:
+        return MaxDeletions(**data)
+
+
 class DeletionPolicySchema(_Schema):
     action = Choice(("ignore", "delete", "flag"))
     attribute = Code(allow_none=True)
     value = Raw(allow_none=True)
+    max_deletions = Nested(MaxDeletionsSchema)
 
     @validates_schema(pass_original=True, skip_on_field_errors=False)
     def _action_keys(self, data: Any, original_data: Any, **kwargs: Any) -> None:
@@ -1337,6 +1363,13 @@ class SourceSchema(_Schema):
     webhook = Nested(WebhookSchema, allow_none=True)
     queue = Nested(QueueSchema, allow_none=True)
     realtime = Nested(RealtimeSchema)
+    code_prefix = Str(
+        pattern=rf"[A-Za-z0-9]{{1,{MAX_SOURCE_PREFIX_LENGTH}}}",
+        pattern_message=f"must be 1 to {MAX_SOURCE_PREFIX_LENGTH} letters or digits (the "
+        f"connector adds the separator {SOURCE_PREFIX_SEPARATOR}, so that prefixed codes "
+        "never meet another source's)",
+        allow_none=True,
+    )
 
     @validates_schema(pass_original=True, skip_on_field_errors=False)
     def _type_block(self, data: Any, original_data: Any, **kwargs: Any) -> None:
@@ -1412,6 +1445,18 @@ class ConfigSchema(_Schema):
                     errors.setdefault("families", {})[str(name)] = problems
         if errors:
             raise ValidationError(errors)
+
+    @validates_schema
+    def _distinct_code_prefixes(self, data: dict[str, Any], **kwargs: Any) -> None:
+        """Two sources feeding one family must not be able to write each other's assets."""
+        if "families" not in data or "sources" not in data:
+            return
+        config = Config(families=data["families"], sources=data["sources"])
+        errors: dict[str, Any] = {}
+        for name, message in config.code_prefix_conflicts():
+            errors.setdefault(name, {}).setdefault("code_prefix", []).append(message)
+        if errors:
+            raise ValidationError({"sources": errors})
 
     @post_load
     def make(self, data: dict[str, Any], **kwargs: Any) -> Config:

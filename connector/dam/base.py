@@ -112,10 +112,16 @@ class DamSource(abc.ABC):
         return iter(())
 
     def all_ids(self) -> Iterator[str]:
-        """Every asset id the DAM has (for reconciliation); default: a full listing."""
+        """Every asset id the DAM has (for reconciliation); default: a full listing.
+
+        Records that failed normalisation but carry an id are included: they still exist
+        in the DAM and must never look deleted."""
         for page in self.changed_since(None):
             for asset in page.assets:
                 yield asset.id
+            for bad in page.bad:
+                if bad.record_id:
+                    yield bad.record_id
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""

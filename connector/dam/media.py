@@ -30,6 +30,7 @@ from urllib.parse import urljoin, urlsplit
 import requests
 
 from connector.dam.base import DamError, TransientDamError
+from connector.retry import parse_retry_after
 
 Resolver = Callable[[str, int], list[str]]
 
@@ -184,17 +185,28 @@ class SafeDownloader:
         `headers` (e.g. the DAM's Authorization) are sent only to the origin of `url`,
         never to a host a redirect leads to.
         """
-        own_session = session is None
-        http = session or requests.Session()
-        try:
-            path = self._fetch(http, url, headers or {})
-        finally:
-            if own_session:
-                http.close()
+        path = self.fetch(url, session, headers)
         try:
             yield path
         finally:
             path.unlink(missing_ok=True)
+
+    def fetch(
+        self,
+        url: str,
+        session: requests.Session | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Path:
+        """Fetch `url` into a temporary file the caller removes. One attempt: a 429/5xx or
+        a network failure is a TransientDamError carrying the server's Retry-After, for the
+        caller's retry loop (connector.dam.rest) to wait out."""
+        own_session = session is None
+        http = session or requests.Session()
+        try:
+            return self._fetch(http, url, headers or {})
+        finally:
+            if own_session:
+                http.close()
 
     def _fetch(self, http: requests.Session, url: str, headers: dict[str, str]) -> Path:
         origin = _origin(url)
@@ -219,9 +231,10 @@ class SafeDownloader:
                 if resp.status_code in REDIRECT_STATUSES and location:
                     current = urljoin(current, location)
                     continue
-                if resp.status_code == 429 or resp.status_code >= 500:
+                if resp.status_code in (408, 429) or resp.status_code >= 500:
                     raise TransientDamError(
-                        f"download of {safe_url(current)} answered HTTP {resp.status_code}"
+                        f"download of {safe_url(current)} answered HTTP {resp.status_code}",
+                        retry_after=parse_retry_after(resp.headers.get("Retry-After")),
                     )
                 if resp.status_code != 200:
                     raise MediaError(

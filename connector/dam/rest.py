@@ -1,21 +1,25 @@
 """Generic REST adapter: any JSON DAM API, described by `RestSourceConfig`, no code per DAM.
 
-One listing request at a time, one page in memory at a time. Every request has a
-timeout, goes through the requests/s budget, and is retried a bounded number of times on
-429 (waiting exactly what Retry-After says), 5xx and connection errors before a
-`TransientDamError` tells the pipeline to try again later. Records that cannot be
-normalised come back as `BadRecord`s in the page: one broken record never stops a sync.
+One listing request at a time, one page in memory at a time. Every request (listing
+page, single get, binary download) has a timeout, takes a slot of the DAM's budget
+(fleet-wide in Redis when the factory is given one: connector.dam.ratelimit), and is
+retried a bounded number of times on 429, 408, 500, 502, 503, 504, timeouts and
+connection errors: a Retry-After (seconds or HTTP-date) closes the budget's gate for every
+process until it expires, otherwise the wait is exponential with jitter (`backoff_base`,
+`backoff_max`). Only then does a `TransientDamError` tell the pipeline to try again later.
+Records that cannot be normalised come back as `BadRecord`s in the page: one broken record
+never stops a sync.
 """
 
 from __future__ import annotations
 
 import email.utils
 import logging
-import random
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import IO, Any
 from urllib.parse import quote, urljoin, urlsplit
 
@@ -34,7 +38,8 @@ from connector.dam.base import (
 from connector.dam.media import MediaError, Resolver, downloader_for, safe_url
 from connector.dam.pagination import PageResponse, build_paginator
 from connector.dam.paths import MISSING, get_path
-from connector.dam.ratelimit import TokenBucket
+from connector.dam.ratelimit import DamThrottle, DamThrottledError, LocalThrottle
+from connector.retry import backoff_delay, parse_retry_after
 
 log = logging.getLogger(__name__)
 
@@ -124,24 +129,6 @@ def format_since(since: datetime, fmt: str) -> str:
     return since.strftime(fmt)
 
 
-def parse_retry_after(value: str | None, now: Callable[[], float] = time.time) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or HTTP date)."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, when.timestamp() - now())
-
-
 # ---------------------------------------------------------------- the adapter
 
 
@@ -158,9 +145,10 @@ class RestSource(DamSource):
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         resolver: Resolver | None = None,
-        backoff_base: float = 0.5,
-        backoff_max: float = 30.0,
+        backoff_base: float | None = None,
+        backoff_max: float | None = None,
         max_retry_after: float = 300.0,
+        throttle: DamThrottle | None = None,
     ) -> None:
         self.name = name
         self.config = config
@@ -169,13 +157,18 @@ class RestSource(DamSource):
         self._own_session = session is None
         self.session = session or requests.Session()
         self._sleep = sleep
-        self._backoff_base = backoff_base
-        self._backoff_max = backoff_max
+        self._backoff_base = config.backoff_base if backoff_base is None else backoff_base
+        self._backoff_max = max(
+            self._backoff_base, config.backoff_max if backoff_max is None else backoff_max
+        )
         self._max_retry_after = max_retry_after
         self.auth: DamAuth = build_auth(
             config.auth, self.base_url, self.session, config.timeout, clock
         )
-        self.bucket = TokenBucket(config.requests_per_second, clock=clock, sleep=sleep)
+        # the budget every request of this DAM goes through (fleet-wide when given one)
+        self.throttle: DamThrottle = throttle or LocalThrottle(
+            config.requests_per_second, max_wait=max_retry_after, clock=clock, sleep=sleep
+        )
         self.downloader = downloader_for(
             self.base_url,
             self.media.allowed_hosts,
@@ -225,15 +218,40 @@ class RestSource(DamSource):
     def _open(self, asset: DamAsset) -> Iterator[IO[bytes]]:
         if not asset.media_url:
             raise MediaError(f"asset {asset.id!r} of {self.name} has no media URL")
-        headers: dict[str, str] = {}
-        if _origin(asset.media_url) == self._origin:
-            self.bucket.acquire()
-            headers = self.auth.headers()
-        with (
-            self.downloader.download(asset.media_url, self.session, headers) as path,
-            path.open("rb") as stream,
-        ):
-            yield stream
+        path = self._download(asset.media_url)
+        try:
+            with path.open("rb") as stream:
+                yield stream
+        finally:
+            path.unlink(missing_ok=True)
+
+    def _download(self, url: str) -> Path:
+        """The binary in a temporary file, with the same budget and bounded retries as
+        every API request. A binary on another host (a CDN) is retried the same way, but
+        neither takes this DAM's budget nor closes its gate."""
+        own = _origin(url) == self._origin
+        failures = 0
+        while True:
+            try:
+                if not own:
+                    return self.downloader.fetch(url, self.session, {})
+                with self.throttle.slot():
+                    try:
+                        return self.downloader.fetch(url, self.session, self.auth.headers())
+                    except TransientDamError as exc:
+                        if exc.retry_after is not None:  # close the gate before the slot frees
+                            self.throttle.block_for(exc.retry_after)
+                        raise
+            except DamThrottledError:
+                raise
+            except TransientDamError as exc:
+                failures += 1
+                if failures > self.config.max_retries:
+                    raise TransientDamError(
+                        f"{self.name}: {exc}, still failing after {failures} attempts",
+                        retry_after=exc.retry_after,
+                    ) from None
+                self._wait(failures, str(exc), exc.retry_after, gate=own)
 
     def open_binary(self, asset: DamAsset) -> AbstractContextManager[IO[bytes]]:
         """A stream over the binary, downloaded safely (allow-list, size cap) first."""
@@ -367,20 +385,30 @@ class RestSource(DamSource):
         failures = 0
         reauthenticated = False
         while True:
-            self.bucket.acquire()
-            headers = {"Accept": "application/json", **self.auth.headers()}
-            try:
-                resp = self.session.request(
-                    method, url, params=params, headers=headers, timeout=self.config.timeout
-                )
-            except requests.RequestException as exc:
+            with self.throttle.slot():
+                headers = {"Accept": "application/json", **self.auth.headers()}
+                resp: requests.Response | None = None
+                try:
+                    answer = self.session.request(
+                        method, url, params=params, headers=headers, timeout=self.config.timeout
+                    )
+                except requests.RequestException as exc:
+                    reason = f"{type(exc).__name__} on {safe_url(url)}"
+                else:
+                    resp = answer
+                    # the gate closes while we still hold the slot: with one request in
+                    # flight fleet-wide, no other process can send before it is closed
+                    if answer.status_code == 429 or answer.status_code in RETRY_STATUSES:
+                        pause = parse_retry_after(answer.headers.get("Retry-After"))
+                        if pause is not None:
+                            self.throttle.block_for(pause)
+            if resp is None:
                 failures += 1
-                reason = f"{type(exc).__name__} on {safe_url(url)}"
                 if failures > self.config.max_retries:
                     raise TransientDamError(
                         f"{self.name}: DAM unreachable after {failures} attempts ({reason})"
                     ) from None
-                self._backoff(failures, reason)
+                self._wait(failures, reason, None)
                 continue
             status = resp.status_code
             if status == 401 and not reauthenticated and self.auth.on_unauthorized():
@@ -403,23 +431,30 @@ class RestSource(DamSource):
                         f"{self.name}: {reason}, still failing after {failures} attempts",
                         retry_after=retry_after,
                     )
-                if retry_after is not None:
-                    if retry_after > self._max_retry_after:
-                        raise TransientDamError(
-                            f"{self.name}: {reason}, Retry-After {retry_after:.0f}s is longer "
-                            f"than we wait in-process",
-                            retry_after=retry_after,
-                        )
-                    log.info("%s: %s, waiting %.2fs (Retry-After)", self.name, reason, retry_after)
-                    self._sleep(retry_after)
-                else:
-                    self._backoff(failures, reason)
+                self._wait(failures, reason, retry_after)
                 continue
             return resp
 
-    def _backoff(self, failures: int, reason: str) -> None:
-        delay = min(self._backoff_max, self._backoff_base * 2 ** (failures - 1))
-        delay *= 0.5 + random.random() / 2  # jitter: 50 to 100 %
+    def _wait(
+        self, failures: int, reason: str, retry_after: float | None, *, gate: bool = True
+    ) -> None:
+        """Before retry number `failures`. A Retry-After of this DAM is already in the
+        budget's gate (every process of the fleet waits it out in its next `slot()`); one
+        of another host (`gate=False`) is slept here. Without one: an exponential backoff
+        with jitter, in this process only."""
+        if retry_after is not None:
+            if retry_after > self._max_retry_after:
+                raise TransientDamError(
+                    f"{self.name}: {reason}, Retry-After {retry_after:.0f}s is longer "
+                    f"than we wait in-process",
+                    retry_after=retry_after,
+                )
+            log.info("%s: %s, retry %d after %.2fs (Retry-After)", self.name, reason,
+                     failures, retry_after)
+            if not gate:
+                self._sleep(retry_after)
+            return
+        delay = backoff_delay(failures, self._backoff_base, self._backoff_max)
         log.info("%s: %s, retry %d in %.2fs", self.name, reason, failures, delay)
         self._sleep(delay)
 

@@ -127,6 +127,9 @@ class Lease:
 class RequestBudget:
     """Fleet-wide concurrency, rate and Retry-After limits for one PIM connection."""
 
+    #: who the budget is for, in log lines; the DAM's budget (connector.dam.ratelimit) says DAM
+    label = "PIM"
+
     def __init__(
         self,
         redis_client: redis.Redis,
@@ -203,14 +206,15 @@ class RequestBudget:
             except redis.RedisError as exc:
                 if waited:
                     self._count(True, time.monotonic() - started, acquired=False)
-                raise TransientPimError(
-                    f"request budget unavailable (Redis: {type(exc).__name__})"
+                raise self._error(
+                    f"request budget unavailable (Redis: {type(exc).__name__})", None
                 ) from exc
             if reason == GRANTED:
                 self._count(waited, time.monotonic() - started, acquired=True)
                 return lease
             if not waited:
-                log.debug("PIM budget: waiting (%s, %d ms)", _REASONS.get(reason), wait_ms)
+                log.debug("%s budget: waiting (%s, %d ms)", self.label, _REASONS.get(reason),
+                          wait_ms)
                 with self._lock:
                     self._stats["waiting_now"] += 1
             waited = True
@@ -219,19 +223,23 @@ class RequestBudget:
             if reason == WAIT_GATE and wait_ms / 1000.0 > remaining:
                 # The PIM asked for a pause longer than we may block: hand it to the caller.
                 self._count(True, now - started, acquired=False)
-                raise TransientPimError("budget wait exceeded", retry_after=wait_ms / 1000.0)
+                raise self._error("budget wait exceeded", wait_ms / 1000.0)
             if remaining <= 0:
                 self._count(True, now - started, acquired=False)
-                raise TransientPimError("budget wait exceeded", retry_after=self.poll_interval)
+                raise self._error("budget wait exceeded", self.poll_interval)
             jitter = random.uniform(0.5, 1.5) * self.poll_interval
             time.sleep(min(remaining, max(wait_ms / 1000.0, 0.0) + jitter))
+
+    def _error(self, message: str, retry_after: float | None) -> Exception:
+        """The transient error a refused acquisition raises (the DAM's budget overrides it)."""
+        return TransientPimError(message, retry_after=retry_after)
 
     def release(self, lease: Lease) -> None:
         """Give the slot back (a Redis failure here only delays it until the lease expires)."""
         try:
             self._release(keys=[self.in_flight_key], args=[lease.id])
         except redis.RedisError:
-            log.warning("PIM budget: could not release a lease; it expires by itself")
+            log.warning("%s budget: could not release a lease; it expires by itself", self.label)
 
     @contextmanager
     def slot(self, *, option_write: bool = False) -> Iterator[Lease]:
@@ -250,8 +258,8 @@ class RequestBudget:
         try:
             self._block(keys=[self.gate_key], args=[math.ceil(seconds * 1000)])
         except redis.RedisError:
-            log.warning("PIM budget: could not record a Retry-After gate")
-        log.info("PIM budget: PIM asked for a pause of %.2f s", seconds)
+            log.warning("%s budget: could not record a Retry-After gate", self.label)
+        log.info("%s budget: %s asked for a pause of %.2f s", self.label, self.label, seconds)
 
     def gate_remaining(self) -> float:
         """Seconds until the Retry-After gate opens (0 when open)."""

@@ -9,11 +9,8 @@ and `errors[]` for the dead-letter store.
 
 from __future__ import annotations
 
-import email.utils
 import json
-import time
 from collections.abc import Mapping
-from datetime import UTC
 from typing import Any
 
 import requests
@@ -25,30 +22,9 @@ from connector.pim.errors import (
     TransientPimError,
     is_transient_status,
 )
+from connector.retry import parse_retry_after
 
 _MAX_MESSAGE = 500
-
-
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from `Retry-After` (delta-seconds or HTTP-date); None if absent/bad."""
-    if value is None:
-        return None
-    value = value.strip()
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:  # HTTP-dates are GMT by definition
-            when = when.replace(tzinfo=UTC)
-        seconds = when.timestamp() - (time.time() if now is None else now)
-    if seconds != seconds or seconds in (float("inf"), float("-inf")):  # NaN / inf
-        return None
-    return max(0.0, seconds)
 
 
 def error_details(body: Any, text: str = "") -> tuple[str, list[dict[str, Any]]]:

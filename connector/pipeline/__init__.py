@@ -17,7 +17,8 @@ Runs
         a scheduled one from a duplicate/standby beat — gets busy=True and
         "source X is busy with run R". `full` ignores the watermark; `asset_ids` syncs
         just those ids (stored in Redis, not in task arguments); `force` pushes even
-        unchanged assets; `dry_run` writes nothing and records differences.
+        unchanged assets; `dry_run` writes nothing and records differences
+        and the side effects it would make (options, uploads, deletions: `plan`).
     run_report(run_id) -> dict          state, counts (seen, skipped, quarantined,
         unchanged, created, updated, failed/dead_lettered, deleted, requests,
         mean_assets_per_request, duration), progress (chunks_done/total,
@@ -38,10 +39,15 @@ Failures
         result, dead letter, quarantine entry
 
 Maintenance
-    reconcile(source, apply=False) -> dict   orphans (PIM assets this connector created
-        whose DAM asset is gone) and missing (DAM product assets absent from the PIM);
-        apply=True applies the deletion policy to orphans and starts a run for the missing
+    reconcile(source, apply=False, allow_mass_deletion=False) -> dict   orphans (PIM
+        assets this connector created whose DAM asset is gone) and missing (DAM product
+        assets absent from the PIM); apply=True applies the deletion policy to orphans and
+        starts a run for the missing. More orphans than `deletion_policy.max_deletions`
+        allows → MassDeletionError, nothing deleted (unless allow_mass_deletion)
     apply_deletions(source, dam_ids) -> dict   the source's DeletionPolicy
+    linking.pending_links(source, limit=None) -> list[dict]   direct product links not
+        made yet (product missing, write refused), retried at the end of every run and
+        by reconcile(apply=True); see connector.pipeline.linking
 
 Real time (intake)
     sync_assets_by_id(source, asset_ids, deleted_ids=(), trigger="webhook", records=None,
@@ -64,11 +70,14 @@ Wiring
 Watermark rule: after a run that succeeded and covered everything since the previous
 watermark, the watermark becomes (run start - SyncConfig.watermark_overlap). Failed runs,
 dry runs, asset-id runs and runs `since` a later moment leave it alone. Dead-lettered
-assets do not fail a run: they wait in the dead-letter store for a retry.
+assets (refused pushes, and refused deletions: kind `deletion`, counted `deletion_failed`)
+do not fail a run: they wait in the dead-letter store for a retry, and the CLI exits 1. A
+run whose DAM deletion feed is over `deletion_policy.max_deletions` fails, nothing deleted.
 """
 
 from connector.pipeline.deletions import apply_deletions
 from connector.pipeline.errors import (
+    MassDeletionError,
     PipelineError,
     SyncUnavailableError,
     UnknownRunError,
@@ -102,6 +111,7 @@ from connector.pipeline.sync import (
 
 __all__ = [
     "Enqueuer",
+    "MassDeletionError",
     "PipelineError",
     "RunRecord",
     "Services",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from connector.pim.errors import TransientPimError
 
 
@@ -15,6 +17,16 @@ class UnknownRunError(PipelineError):
 
 class UnknownSourceError(PipelineError):
     """The configuration has no source with that name."""
+
+
+class MassDeletionError(PipelineError):
+    """A reconcile or run would delete more of a source's PIM assets than its
+    `deletion_policy.max_deletions` allows: nothing was deleted (the DAM may be answering
+    an empty or partial list). `report` is the reconcile report when there is one."""
+
+    def __init__(self, message: str, report: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.report = report
 
 
 class SyncUnavailableError(TransientPimError):

@@ -9,11 +9,13 @@ from typing import Any
 
 from connector.dam.base import BadRecord, DamAsset
 from connector.pipeline.errors import SyncUnavailableError, UnknownRunError
+from connector.pipeline.plan import dry_run_summary
 from connector.pipeline.realtime import sync_assets_by_id
 from connector.pipeline.runs import TERMINAL_STATES, RunRecord
 from connector.pipeline.services import Services, get_services
 from connector.pipeline.sync import PIM_BULK_LIMIT, get_current, start_run
 from connector.transform.result import Quarantined, Skipped, TransformedAsset
+from connector.transform.transformer import PlannedAsset
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -58,6 +60,8 @@ def run_report(run_id: str, *, services: Services | None = None) -> dict[str, An
         )
         counts.update(s.runs.progress(run_id))
         counts["errors"] = s.runs.errors(run_id)[-10:]
+        if record.dry_run:
+            counts.update(dry_run_summary(s.redis, s.keys, run_id, counts))
         out["counts"] = counts
     return out
 
@@ -138,7 +142,8 @@ def retry_dead_letters(
     if not inline:
         return start_run(source, "retry", asset_ids=ids, force=True, services=s).to_dict()
     totals: dict[str, Any] = {"retried": 0, "created": 0, "updated": 0, "failed": 0,
-                              "deleted": 0, "quarantined": 0, "errors": []}
+                              "deleted": 0, "deletion_failed": 0, "quarantined": 0,
+                              "errors": []}
     page: list[str] = []
 
     def flush() -> None:
@@ -148,7 +153,8 @@ def retry_dead_letters(
         except SyncUnavailableError as exc:
             counts = exc.counts
             totals["errors"].append(str(exc))
-        for name in ("created", "updated", "failed", "deleted", "quarantined"):
+        for name in ("created", "updated", "failed", "deleted", "deletion_failed",
+                     "quarantined"):
             totals[name] += int(counts.get(name, 0))
 
     for dam_id in list(ids):
@@ -180,8 +186,9 @@ def dry_run_differences(
 
 def explain(source: str, dam_id: str, *, services: Services | None = None) -> dict[str, Any]:
     """Everything known about one DAM asset: its current DAM record, what the transform
-    makes of it now, and what the connector last did with it (push result, dead letter,
-    quarantine)."""
+    makes of it now (planned: `planned_effects` lists the options and uploads a sync would
+    make first; nothing is written), and what the connector last did with it (push result,
+    dead letter, quarantine)."""
     s = services or get_services()
     s.source_config(source)
     out: dict[str, Any] = {"source": source, "dam_id": dam_id}
@@ -197,11 +204,15 @@ def explain(source: str, dam_id: str, *, services: Services | None = None) -> di
             asset = current
     out["dam"] = asset.to_dict() if asset is not None else None
     if asset is not None:
-        try:
-            result = s.transformer(source).transform(asset)
+        try:  # planning only: explaining an asset never writes (no option, no upload)
+            result = s.transformer(source).plan(asset)
         except Exception as exc:  # e.g. the PIM (structure) is unreachable
             out["transform_error"] = f"{type(exc).__name__}: {exc}"
         else:
+            if isinstance(result, PlannedAsset):
+                out["planned_effects"] = result.effects()
+                result.close()
+                result = result.asset
             if isinstance(result, TransformedAsset):
                 out["transformed"] = result.to_dict()
                 pushed = s.assets.get(source, dam_id)

@@ -39,6 +39,7 @@ def sync_assets_by_id(
     current record wins, so that events arriving late or out of order converge.
 
     Counts: seen, skipped, quarantined, unchanged, created, updated, failed (dead-lettered),
+    superseded (a newer DAM version was already written: not pushed),
     deleted, requests, plus `trigger` and `errors` (deletion problems).
     """
     s = services or get_services()
@@ -46,6 +47,7 @@ def sync_assets_by_id(
     owner = Context(source)
     counts: dict[str, Any] = {"trigger": trigger, "seen": 0, "skipped": 0, "quarantined": 0,
                               "unchanged": 0, "created": 0, "updated": 0, "failed": 0,
+                              "superseded": 0,
                               "deleted": 0, "requests": 0, "errors": []}
     dam = s.source(source)
     transformer = s.transformer(source)
@@ -92,11 +94,13 @@ def sync_assets_by_id(
     reasons: list[str] = []
     for family, assets in by_family.items():
         for i in range(0, len(assets), PIM_BULK_LIMIT):
-            outcome = _push_assets(s, owner, family, assets[i : i + PIM_BULK_LIMIT], 1)
-            counts["requests"] += 1
+            chunk = assets[i : i + PIM_BULK_LIMIT]
+            outcome = _push_assets(s, owner, family, chunk, 1)
+            counts["requests"] += int(outcome.superseded < len(chunk))  # none if all dropped
             counts["created"] += outcome.created
             counts["updated"] += outcome.updated
             counts["failed"] += outcome.failed
+            counts["superseded"] += outcome.superseded
             if outcome.retry:
                 waiting += len(outcome.retry)
                 if outcome.retry_after is not None:
@@ -107,6 +111,7 @@ def sync_assets_by_id(
     if gone:
         deletion = apply_deletions(source, gone, services=s)
         counts["deleted"] = deletion["deleted"] + deletion["flagged"] + deletion["not_found"]
+        counts["deletion_failed"] = deletion["failed"]  # dead letters of kind deletion
         counts["errors"] = deletion["errors"]
     if waiting:
         raise SyncUnavailableError(

@@ -10,8 +10,12 @@ with SSCAN in pages:
   unless it is in quarantine (counted as `quarantined`: the PIM never had it);
 - foreign: in the PIM and not in the DAM, but not created by this connector (left alone).
 
-With apply=True the deletion policy runs on the orphans and a run with the missing ids
-(force: their stored hashes would call them "unchanged") is started.
+The DAM side counts every record with an id, also those the adapter could not normalise
+(they still exist: a broken sidecar must never delete a live asset). With apply=True the
+orphans are counted against `deletion_policy.max_deletions` first (over it: nothing is
+deleted, MassDeletionError), then the deletion policy runs on them and a run with the
+missing ids (force: their stored hashes would call them "unchanged") is started. Pending direct
+product links are counted (`pending_links`) and, with apply=True, tried again.
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ import secrets
 from collections.abc import Iterator
 from typing import Any
 
-from connector.pipeline.deletions import apply_to_codes
+from connector.pipeline.deletions import apply_to_codes, check_mass_deletion
+from connector.pipeline.linking import LinkState, SourceOnly, retry_pending
 from connector.pipeline.services import Services, get_services
 from connector.pipeline.sync import product_family_of, start_run
 from connector.transform.codes import asset_code
@@ -41,9 +46,17 @@ def _scan(s: Services, key: str, page: int = PAGE) -> Iterator[list[str]]:
 
 
 def reconcile(
-    source: str, apply: bool = False, *, services: Services | None = None
+    source: str,
+    apply: bool = False,
+    *,
+    allow_mass_deletion: bool = False,
+    services: Services | None = None,
 ) -> dict[str, Any]:
-    """Report (and with apply, repair) the differences between DAM and PIM for `source`."""
+    """Report (and with apply, repair) the differences between DAM and PIM for `source`.
+
+    With apply, the orphans are counted first: more than `deletion_policy.max_deletions`
+    raises MassDeletionError before anything is written, unless `allow_mass_deletion`
+    (an operator's decision for this one reconcile)."""
     s = services or get_services()
     config = s.source_config(source)
     families = [f.name for f in s.config.families_of(config)]
@@ -62,9 +75,15 @@ def reconcile(
             for asset in page.assets:
                 if product_family_of(s.config, config, asset) is None:
                     continue
-                code = asset_code(asset.id)
+                code = asset_code(asset.id, config.code_prefix)
                 pipe.sadd(dam_codes, code)
                 pipe.hset(dam_ids, code, asset.id)
+            for bad in page.bad:
+                # A record the adapter could not read (broken sidecar, unparsable date) is
+                # still in the DAM: present, never an orphan. Not in `dam_ids`: it is not
+                # "missing" either (it is in quarantine).
+                if bad.record_id:
+                    pipe.sadd(dam_codes, asset_code(bad.record_id, config.code_prefix))
             pipe.expire(dam_codes, WORK_TTL)
             pipe.expire(dam_ids, WORK_TTL)
             pipe.execute()
@@ -87,8 +106,9 @@ def reconcile(
             s.redis.expire(key, WORK_TTL)
             report["pim_assets"][family] = int(s.redis.scard(key))
 
-        # Orphans: PIM minus DAM, restricted to codes this connector created.
-        orphans: list[tuple[str, str]] = []
+        # Orphans: PIM minus DAM, restricted to codes this connector created. Only
+        # counted here: the guard needs the whole number before anything is deleted.
+        candidates = 0
         codes_key = s.keys.of("code", source)
         for family, key in pim_sets.items():
             diff = f"{base}:orph:{family}"
@@ -97,21 +117,15 @@ def reconcile(
             s.redis.expire(diff, WORK_TTL)
             for codes in _scan(s, diff):
                 known = s.redis.hmget(codes_key, codes)
-                for code, dam_id in zip(codes, known, strict=True):
-                    if dam_id is None:
-                        report["foreign"] += 1
-                        continue
-                    report["orphans"] += 1
-                    if len(report["orphan_sample"]) < SAMPLE:
-                        report["orphan_sample"].append(
-                            {"family": family, "code": code, "dam_id": dam_id.decode()})
-                    if apply:
-                        orphans.append((family, code))
-                        if len(orphans) >= 100:
-                            _merge(report, "deletions", apply_to_codes(source, orphans, services=s))
-                            orphans = []
-        if apply and orphans:
-            _merge(report, "deletions", apply_to_codes(source, orphans, services=s))
+                ours = [(c, d.decode()) for c, d in zip(codes, known, strict=True) if d]
+                report["foreign"] += len(codes) - len(ours)
+                report["orphans"] += len(ours)
+                states = s.assets.get_many(source, [d for _, d in ours])
+                candidates += sum(
+                    1 for _, d in ours if d not in states or states[d].status != "flagged")
+                for code, dam_id in ours[: max(0, SAMPLE - len(report["orphan_sample"]))]:
+                    report["orphan_sample"].append(
+                        {"family": family, "code": code, "dam_id": dam_id})
 
         # Missing: DAM minus every family of the PIM; quarantined records are known
         # problems (the PIM never had them), reported apart and not re-queued.
@@ -131,14 +145,43 @@ def reconcile(
                 if len(report["missing_sample"]) < SAMPLE:
                     report["missing_sample"].append({"code": code, "dam_id": dam_id})
         s.redis.expire(requeue, WORK_TTL)
+        if apply and report["orphans"]:
+            if not allow_mass_deletion:
+                pim_total = sum(report["pim_assets"].values()) - report["foreign"]
+                check_mass_deletion(s, source, "reconcile", candidates, pim_total, report=report)
+            _apply_orphans(s, source, base, families, report)
         if apply and report["missing"]:
             started = start_run(
                 source, "reconcile", asset_ids=_listed(s, requeue), force=True, services=s
             )
             report["requeue"] = started.to_dict()
+
+        # Direct product links still pending (product missing, write refused): counted;
+        # with apply, tried again now.
+        links = LinkState(s.redis, s.keys)
+        if apply and links.pending_count(source):
+            report["links_retried"] = retry_pending(s, SourceOnly(source))
+        report["pending_links"] = links.pending_count(source)
     finally:
         s.redis.delete(*temp)
     return report
+
+
+def _apply_orphans(
+    s: Services, source: str, base: str, families: list[str], report: dict[str, Any]
+) -> None:
+    """The deletion policy on the orphans staged by the counting pass, ≤100 at a time."""
+    codes_key = s.keys.of("code", source)
+    orphans: list[tuple[str, str]] = []
+    for family in families:
+        for codes in _scan(s, f"{base}:orph:{family}"):
+            known = s.redis.hmget(codes_key, codes)
+            orphans += [(family, c) for c, d in zip(codes, known, strict=True) if d]
+            while len(orphans) >= 100:
+                _merge(report, "deletions", apply_to_codes(source, orphans[:100], services=s))
+                orphans = orphans[100:]
+    if orphans:
+        _merge(report, "deletions", apply_to_codes(source, orphans, services=s))
 
 
 def _listed(s: Services, key: str, page: int = PAGE) -> Iterator[str]:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -33,6 +33,7 @@ from typing import Any
 import redis
 
 from connector.pipeline.errors import UnknownRunError
+from connector.pipeline.plan import dry_run_summary
 from connector.redis_conn import Keys
 
 TERMINAL_STATES = frozenset({"succeeded", "failed"})
@@ -47,6 +48,7 @@ COUNT_NAMES = (
     "created",
     "updated",
     "failed",
+    "superseded",
     "deleted",
     "deletion_ignored",
     "deletion_failed",
@@ -442,6 +444,13 @@ class RunStore:
     def state_of(self, run_id: str, member: str) -> str | None:
         return _s(self.redis.hget(self.key(run_id, "st"), member))
 
+    def states_of(self, run_id: str, members: Sequence[str]) -> dict[str, str]:
+        """member → state, for the members that have one (one round trip)."""
+        if not members:
+            return {}
+        raws = self.redis.hmget(self.key(run_id, "st"), list(members))
+        return {m: str(_s(r)) for m, r in zip(members, raws, strict=True) if r is not None}
+
     def count(self, run_id: str, name: str, amount: int = 1) -> None:
         """Plain counters (requests, bytes): they count what happened, replays included."""
         self.redis.hincrby(self.key(run_id, "n"), name, amount)
@@ -584,6 +593,8 @@ class RunStore:
         report["duration"] = round((finished - record.started_at).total_seconds(), 3)
         report["errors"] = self.errors(run_id)[-10:]
         report.update(self.progress(run_id))
+        if record.dry_run:  # what it would have done (nothing was written)
+            report.update(dry_run_summary(self.redis, self.keys, run_id, counts))
         fields = {
             "state": "failed" if failed else "succeeded",
             "finished_at": finished.isoformat(),

@@ -156,7 +156,8 @@ class Services:
             if found is None:
                 from connector.dam.factory import build_source
 
-                found = build_source(self.source_config(name))
+                # the DAM's request budget is fleet-wide: held in this Redis
+                found = build_source(self.source_config(name), self.redis, self.keys)
                 self._sources[name] = found
             return found
 

@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis
 
 from connector.pipeline.runs import SyncRedis, utcnow
 from connector.redis_conn import Keys
+from connector.transform.result import TransformedAsset
 
 
 @dataclass
@@ -94,9 +96,74 @@ class AssetStateStore:
         return raw.decode() if raw else None
 
 
+# KEYS: the version hash; ARGV: (code, version) pairs → 1 (go ahead) or 0 (superseded) each
+_CLAIM = """
+local out = {}
+for i = 1, #ARGV, 2 do
+  local code, mine = ARGV[i], tonumber(ARGV[i + 1])
+  local newest = tonumber(redis.call('HGET', KEYS[1], code))
+  if newest and newest > mine then
+    out[#out + 1] = 0
+  else
+    if (not newest) or mine > newest then redis.call('HSET', KEYS[1], code, ARGV[i + 1]) end
+    out[#out + 1] = 1
+  end
+end
+return out
+"""
+
+
+def dam_version(updated: datetime | None) -> int | None:
+    """A DAM modification time as whole microseconds since the epoch (naive = UTC), exact
+    in a Lua number; None when the DAM gave no time."""
+    if updated is None:
+        return None
+    if updated.tzinfo is None:
+        updated = updated.replace(tzinfo=UTC)
+    return (updated - _EPOCH) // timedelta(microseconds=1)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class VersionGate:
+    """`version` (PIM asset code → newest DAM version written or claimed for it).
+
+    Why: a push that arrives late (its run abandoned when its lock expired, a stalled
+    worker, a slow real-time flush) must not write an older DAM version over a newer one.
+    `claim` checks and claims every asset of a batch in one Lua script, before the PIM
+    request: an asset whose newer version was already claimed is dropped (superseded);
+    equal versions go through (retries, redeliveries, forced re-pushes); assets without a
+    DAM time are never dropped. Keyed by code, so sources reading one DAM share the gate.
+    A request already in flight when a newer version is claimed can still land after it.
+    """
+
+    def __init__(self, redis_client: redis.Redis, keys: Keys) -> None:
+        self.redis: SyncRedis = redis_client
+        self.key = keys.of("version")
+        self._claim = self.redis.register_script(_CLAIM)
+
+    def claim(self, assets: Sequence[TransformedAsset]) -> list[bool]:
+        """Per asset, in order: True = push it, False = a newer version was written."""
+        args: list[str | int] = []
+        for asset in assets:
+            version = dam_version(asset.updated)
+            if version is not None:
+                args += [asset.code, version]
+        answers = iter(self._claim(keys=[self.key], args=args) if args else [])
+        return [asset.updated is None or bool(int(next(answers))) for asset in assets]
+
+
 @dataclass
 class DeadLetter:
-    """An asset the PIM refused (permanently, or after every retry)."""
+    """An asset the PIM refused (permanently, or after every retry).
+
+    kind "push": the asset's values were refused; kind "deletion": the deletion policy's
+    DELETE (or flag) was refused, so the PIM still holds an asset the DAM no longer has;
+    kind "dam": the DAM kept failing to serve the asset (its binary) after every retry,
+    so nothing was written (not the record's fault: no quarantine).
+    A retry re-reads the DAM either way: pushed when it is back, the policy again when not.
+    """
 
     dam_id: str
     code: str
@@ -108,6 +175,7 @@ class DeadLetter:
     run_id: str | None
     at: str
     values: dict[str, Any] = field(default_factory=dict)
+    kind: str = "push"                # push | deletion | dam (entries from before kinds: push)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

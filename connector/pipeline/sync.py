@@ -16,12 +16,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from connector.config.model import Config, FamilyConfig, SourceConfig
+from connector.config.model import Config, SourceConfig
 from connector.dam.base import BadRecord, DamAsset, DamError
 from connector.pim.errors import AssetResult, PermanentPimError, PimError, TransientPimError
+from connector.pipeline.linking import link_assets, retry_after_run
+from connector.pipeline.plan import PlanStore
+from connector.pipeline.resume import transform_resumable
 from connector.pipeline.runs import TERMINAL_STATES, RunRecord, StartResult, utcnow
 from connector.pipeline.services import Services, get_services
-from connector.pipeline.stores import DeadLetter, PushedState
+from connector.pipeline.stores import DeadLetter, PushedState, VersionGate
+from connector.transform.codes import asset_code
 from connector.transform.result import Quarantined, Skipped, TransformedAsset
 from connector.transform.selectors import SelectorError, asset_view, matches
 
@@ -213,7 +217,12 @@ class _ChunkWriter:
             member = record.record_id or f"bad:{self.bad_sequence}"
             self.bad_sequence += 1
             pairs += [(member, "seen"), (member, "quarantined")]
-        if entries:
+        if entries and self.record.dry_run:  # a dry run reports, the store is left alone
+            PlanStore(self.s.redis, self.s.keys).record(
+                self.record.run_id, map(_quarantine_effect, entries)
+            )
+            self.s.runs.transition(self.record.run_id, pairs)
+        elif entries:
             self.s.quarantine.add_many(self.record.source, entries, run_id=self.record.run_id)
             self.s.runs.transition(self.record.run_id, pairs)
 
@@ -275,14 +284,7 @@ def fetch(run_id: str, *, services: Services | None = None) -> RunRecord:
             writer.flush()
             deleted_since = record.since or record.watermark_before
             if deleted_since is not None:
-                batch: list[str] = []
-                for dam_id in source.deleted_since(deleted_since):
-                    batch.append(dam_id)
-                    if len(batch) >= PIM_BULK_LIMIT:
-                        _deletions(s, record, batch)
-                        batch = []
-                if batch:
-                    _deletions(s, record, batch)
+                _deletion_feed(s, record, source.deleted_since(deleted_since))
         writer.flush()
     except DamError as exc:
         log.warning("run %s: fetch from %s failed: %s", run_id, record.source, exc)
@@ -292,10 +294,93 @@ def fetch(run_id: str, *, services: Services | None = None) -> RunRecord:
     return s.runs.get(run_id)
 
 
+def _quarantine_effect(entry: Quarantined) -> dict[str, Any]:
+    where = f"field {entry.field}: " if entry.field else ""
+    return {"effect": "quarantine", "dam_id": entry.dam_id, "family": entry.family,
+            "field": entry.field, "reason": entry.reason,
+            "text": f"would quarantine DAM {entry.dam_id}: {where}{entry.reason}"}
+
+
+def _plan_deletions(s: Services, record: RunRecord, dam_ids: list[str]) -> None:
+    """A dry run's deletions: what the source's deletion policy would do, reported (with
+    the run's counts and planned side effects), never applied."""
+    policy = s.source_config(record.source).deletion_policy
+    ids = list(dict.fromkeys(dam_ids))
+    if policy.action == "ignore":
+        s.runs.transition(record.run_id, [(f"del:{d}", "deletion_ignored") for d in ids])
+        return
+    known = s.assets.get_many(record.source, ids)
+    prefix = s.source_config(record.source).code_prefix
+    effects: list[dict[str, Any]] = []
+    for dam_id in ids:
+        state = known.get(dam_id)
+        code = state.code if state is not None else asset_code(dam_id, prefix)
+        target = f"{state.family}/{code}" if state is not None else code
+        verb = "delete" if policy.action == "delete" else "flag"
+        text = f"would {verb} {target} (DAM {dam_id} is gone)"
+        if policy.action == "flag":
+            text += f": {policy.attribute} = {policy.value!r}"
+        if state is None:
+            text += " if the PIM has it"
+        effects.append({"effect": "delete", "dam_id": dam_id, "action": policy.action,
+                        "family": state.family if state else None, "code": code,
+                        "text": text})
+    PlanStore(s.redis, s.keys).record(record.run_id, effects)
+    s.runs.transition(record.run_id, [(f"del:{d}", "deleted") for d in ids])
+
+
+def _deletion_feed(s: Services, record: RunRecord, gone: Iterable[str]) -> None:
+    """The DAM's deletions since the watermark: staged in Redis, counted against the
+    source's mass-deletion guard, then applied ≤100 at a time — or, over the limit, none
+    at all and the run fails saying why (a DAM answering a wrong list must not empty the
+    PIM; `connector reconcile --apply --allow-mass-deletion` is the way past it)."""
+    from connector.pipeline.deletions import (
+        check_mass_deletion,
+        live_deletion_candidates,
+        source_pim_assets,
+    )
+    from connector.pipeline.errors import MassDeletionError
+    from connector.pipeline.runs import WORK_TTL
+
+    key = s.runs.key(record.run_id, "gone")
+    s.redis.delete(key)  # a replayed fetch stages the feed again
+    page: list[str] = []
+    candidates = 0
+    for dam_id in gone:
+        page.append(dam_id)
+        if len(page) >= 1000:
+            candidates += live_deletion_candidates(s, record.source, page)
+            s.redis.rpush(key, *page)
+            page = []
+    if page:
+        candidates += live_deletion_candidates(s, record.source, page)
+        s.redis.rpush(key, *page)
+    s.redis.expire(key, WORK_TTL)
+    try:
+        check_mass_deletion(
+            s, record.source, "sync", candidates,
+            lambda stop: source_pim_assets(s, record.source, stop),
+        )
+    except MassDeletionError as exc:
+        log.warning("run %s: %s", record.run_id, exc)
+        s.runs.add_error(record.run_id, str(exc), fatal=not record.dry_run)
+        s.redis.delete(key)
+        return
+    start = 0
+    while True:
+        ids = [i.decode() for i in s.redis.lrange(key, start, start + PIM_BULK_LIMIT - 1)]
+        if not ids:
+            break
+        _deletions(s, record, ids)
+        start += PIM_BULK_LIMIT
+    s.redis.delete(key)
+
+
 def _deletions(s: Services, record: RunRecord, dam_ids: list[str]) -> None:
     from connector.pipeline.deletions import apply_deletions
 
     if record.dry_run:
+        _plan_deletions(s, record, dam_ids)
         return
     outcome = apply_deletions(record.source, dam_ids, services=s, run_id=record.run_id)
     if outcome.get("errors"):
@@ -335,13 +420,41 @@ def transform(run_id: str, chunk_id: str, *, services: Services | None = None) -
     else:
         assets = [DamAsset.from_dict(d) for d in json.loads(body)["assets"]]
         transformer = s.transformer(record.source)
-        results = [transformer.transform(asset) for asset in assets]
+        halted: Exception | None = None
+        if record.dry_run:
+            results = _plan_chunk(s, record, transformer, assets)
+        else:
+            # skips what an earlier attempt staged; a DAM failure is the asset's dead letter
+            results, halted = transform_resumable(s, record, transformer, assets)
         batch_ids = _stage(s, record, chunk_id, results)
         for batch_id in batch_ids:
             s.enqueuer.push(run_id, batch_id)
+        if halted is not None:
+            raise halted  # the DAM looks down: the task is retried, this progress is kept
     s.runs.finish_chunk(run_id, chunk_id)
     s.runs.renew(record.source, run_id, s.sync.run_lock_ttl)
     _after_task(s, run_id, caller)
+
+
+def _plan_chunk(
+    s: Services, record: RunRecord, transformer: Any, assets: Sequence[DamAsset]
+) -> list[TransformedAsset | Quarantined | Skipped]:
+    """A dry run's transform: plan only (no option created, no file uploaded, nothing
+    recorded) and keep the planned side effects with the run for its report."""
+    from connector.transform.transformer import PlannedAsset
+
+    results: list[TransformedAsset | Quarantined | Skipped] = []
+    effects: list[dict[str, Any]] = []
+    for asset in assets:
+        planned = transformer.plan(asset)
+        if isinstance(planned, PlannedAsset):
+            effects += planned.effects()
+            planned.close()
+            results.append(planned.asset)
+        else:
+            results.append(planned)
+    PlanStore(s.redis, s.keys).record(record.run_id, effects)
+    return results
 
 
 def _stage(
@@ -362,9 +475,11 @@ def _stage(
             pairs.append((result.dam_id or f"{chunk_id}:noid:{len(quarantined)}", "quarantined"))
         else:
             pairs.append((result.dam_id, "skipped"))
-    if quarantined:
+    if quarantined and record.dry_run:  # reported with the run, the store is left alone
+        PlanStore(s.redis, s.keys).record(record.run_id, map(_quarantine_effect, quarantined))
+    elif quarantined:
         s.quarantine.add_many(source, quarantined, run_id=record.run_id)
-    if transformed and s.quarantine.count(source):
+    if transformed and not record.dry_run and s.quarantine.count(source):
         s.quarantine.remove_many(source, [t.dam_id for t in transformed])
     hashes = {} if record.force else s.assets.hashes(source, [t.dam_id for t in transformed])
     items: list[tuple[str, str, str]] = []
@@ -460,6 +575,7 @@ class PushOutcome:
     retry: list[TransformedAsset] = field(default_factory=list)
     retry_after: float | None = None
     retry_results: dict[str, AssetResult] = field(default_factory=dict)
+    superseded: int = 0  # dropped: a newer DAM version was already written or claimed
 
 
 def _push_assets(
@@ -470,9 +586,21 @@ def _push_assets(
     attempt: int,
 ) -> PushOutcome:
     """One bulk request; records every outcome (hashes, dead letters, run states); the
-    transient failures come back in `retry`."""
+    transient failures come back in `retry`. Assets whose newer DAM version was already
+    written or claimed are dropped first (`superseded`: a late push never goes back in time)."""
     run_id, source = owner.run_id, owner.source
     outcome = PushOutcome()
+    allowed = VersionGate(s.redis, s.keys).claim(assets)
+    if not all(allowed):
+        stale = [a for a, ok in zip(assets, allowed, strict=True) if not ok]
+        outcome.superseded = len(stale)
+        log.info("%s: %d asset(s) not pushed, a newer DAM version was already written: %s",
+                 source, len(stale), ", ".join(a.dam_id for a in stale[:5]))
+        if run_id is not None:
+            s.runs.transition(run_id, [(a.dam_id, "superseded") for a in stale])
+        assets = [a for a, ok in zip(assets, allowed, strict=True) if ok]
+        if not assets:
+            return outcome
     if run_id is not None:
         s.runs.count(run_id, "requests", max(1, math.ceil(len(assets) / PIM_BULK_LIMIT)))
         s.runs.count(run_id, "sent", len(assets))
@@ -537,7 +665,7 @@ def _push_assets(
         s.dead_letters.remove(source, list(ok_ids))
         if run_id is not None:
             s.runs.transition(run_id, transitions)
-        _link_products(s, owner, family, [a for a in assets if a.dam_id in ok_ids])
+        link_assets(s, owner, family, [a for a in assets if a.dam_id in ok_ids])
     if failed:
         if invalidate:
             s.cache.invalidate(family)
@@ -596,69 +724,8 @@ def _dead_letter_many(
 
 
 # ---------------------------------------------------------------------- product links
-
-
-def _link_products(
-    s: Services, record: Owner, family: str, assets: Sequence[TransformedAsset]
-) -> None:
-    """Direct linking: add the asset codes to each product's asset-collection attribute.
-
-    Products' arrays are replaced on PATCH, so read, merge, write (≤100 lines a request).
-    Failures are run errors, not asset failures: the asset itself is in the PIM.
-    """
-    try:
-        family_config: FamilyConfig = s.config.family(family)
-    except KeyError:
-        return
-    link = family_config.product_link
-    if link.mode != "direct" or not link.product_attribute:
-        return
-    attribute = link.product_attribute
-    wanted: dict[str, list[str]] = {}
-    for asset in assets:
-        for identifier in asset.product_identifiers:
-            wanted.setdefault(identifier, []).append(asset.code)
-    if not wanted:
-        return
-    lines: list[dict[str, Any]] = []
-    try:
-        products = s.client.get_products(wanted)
-        for identifier, codes in wanted.items():
-            product = products.get(identifier)
-            if product is None:
-                _note(s, record, f"product {identifier!r} not found for linking")
-                continue
-            current: list[str] = []
-            for value in (product.get("values") or {}).get(attribute) or []:
-                if value.get("locale") is None and value.get("scope") is None:
-                    current = list(value.get("data") or [])
-            merged = current + [c for c in codes if c not in current]
-            if merged != current:
-                lines.append(
-                    {
-                        "identifier": identifier,
-                        "values": {attribute: [{"locale": None, "scope": None, "data": merged}]},
-                    }
-                )
-        for i in range(0, len(lines), PIM_BULK_LIMIT):
-            for line in s.client.patch_products(lines[i : i + PIM_BULK_LIMIT]):
-                status = int(line.get("status_code") or 0)
-                if status not in (200, 201, 204):
-                    _note(
-                        s, record,
-                        f"linking product {line.get('identifier')!r}: {status} "
-                        f"{line.get('message') or ''}".strip(),
-                    )
-    except PimError as exc:
-        _note(s, record, f"product linking failed: {exc}")
-
-
-def _note(s: Services, owner: Owner, message: str) -> None:
-    """A non-fatal problem: into the run's errors, or the log outside a run."""
-    if owner.run_id is not None:
-        s.runs.add_error(owner.run_id, message, fatal=False)
-    else:
-        log.warning("%s: %s", owner.source, message)
+# Direct linking lives in connector.pipeline.linking (serialised per product, pending
+# links retried, previous products unlinked).
 
 
 # ---------------------------------------------------------------------- dry run
@@ -728,6 +795,7 @@ def _after_task(s: Services, run_id: str, caller: str) -> None:
             s.enqueuer.push(run_id, batch_id)
     elif verdict == "finish":
         record = s.runs.get(run_id)
+        retry_after_run(s, record)  # the source's pending product links, once per run
         advance = s.redis.hget(s.runs.prefix(run_id), "advance") == b"1"
         finished = s.runs.finalize(
             run_id, overlap=s.sync.watermark_overlap, advance_watermark=advance

@@ -11,6 +11,8 @@ Every endpoint is served whatever the shape; the shape picks the auth scheme req
 API (all accept the "changed since" filter; results sorted by (updated, id)):
   bynder      GET /api/v4/media/?page=&limit=&dateModified=        plain array, bearer
               GET /api/v4/media/<id>/   GET /api/v4/media/deleted/?since=&page=&limit=
+              (the deleted listing is a sandbox extension: real Bynder has none, its
+              deletions come as webhook events or are found by a full listing)
   cloudinary  GET /v1_1/demo/resources/image?max_results=&next_cursor=&start_at=
               body {"resources": [...], "next_cursor": ...}, basic auth
               GET /v1_1/demo/resources/<id>   GET /v1_1/demo/resources/deleted?start_at=...
@@ -81,11 +83,15 @@ class DamSandboxSettings:
     retry_after: float = 1.0        # Retry-After of injected 429s, seconds
     inject_500: int = 0             # answer the next N API requests with 500
     rate_limit: float = 0.0         # API requests per second before 429 (0 = unlimited)
+    limit_media: bool = False       # injections and the rate limit apply to binaries too
+    fail_media: tuple[str, ...] = ()  # asset ids whose binary always answers 503
     repeat_cursor: bool = False     # cursors/next links always point at the second page
     ignore_page: bool = False       # page/offset parameters ignored (same page forever)
     latency: float = 0.0            # seconds added to every API response
     max_limit: int = 1000           # largest page size accepted
     link_base: str = ""             # Link rel="next" points at this origin instead (tests)
+    list_empty: bool = False        # listings answer 200 with no assets (an expired
+    #                                 permission, a wrong filter, an unmounted share)
 
 
 class _BadRequest(Exception):
@@ -243,8 +249,13 @@ class DamSandbox:
         for i in order:
             yield self._id(i)
 
-    def edit(self, asset_id: str, changes: dict[str, Any]) -> dict[str, Any] | None:
-        """Merge `changes` into the record and bump its dateModified; None if unknown."""
+    def edit(
+        self, asset_id: str, changes: dict[str, Any], raw: bool = False
+    ) -> dict[str, Any] | None:
+        """Merge `changes` into the record and bump its dateModified; None if unknown.
+
+        raw=True writes `changes` after the bump, so a test can break the record itself
+        (e.g. an unparsable dateModified) while the listing still sees it as changed."""
         with self._lock:
             i = self._index(asset_id)
             if i is None:
@@ -253,6 +264,8 @@ class DamSandbox:
             rec.update({k: v for k, v in changes.items() if k != "id"})
             self._move_to_end(i)
             rec["dateModified"] = iso_ms(self._updated[i])
+            if raw:
+                rec.update({k: v for k, v in changes.items() if k != "id"})
             self._records[i] = rec
             return dict(rec)
 
@@ -417,7 +430,11 @@ class DamSandbox:
 
     def _api(self, endpoint: str, request: Request, args: Mapping[str, Any], rule: str) -> Response:
         settings = self.settings
-        if endpoint != "media":
+        if endpoint == "media" and args["asset_id"] in settings.fail_media:
+            with self._lock:
+                self._counters["500"] += 1
+            return _json({"error": "unavailable", "message": "injected media failure"}, 503)
+        if endpoint != "media" or settings.limit_media:
             gate = self._gate(settings)
             if gate is not None:
                 return gate
@@ -578,7 +595,7 @@ class DamSandbox:
                 def key(pos: int) -> int:
                     return dels[pos][0]
             else:
-                n = len(self._order)
+                n = 0 if s.list_empty else len(self._order)
                 order = self._order
                 upd = self._updated_ms
 

@@ -74,6 +74,14 @@ class PimSandboxSettings:
     page_size: int = 100  # asset and asset family pages (Akeneo: 100)
     default_attributes: bool = True  # like Akeneo: new families get `label` and `media`
     log_size: int = 20_000
+    # Refusals of one asset each (tests of per-line and per-deletion failures): a bulk line
+    # for a code in `refuse_codes` gets 422, a DELETE of a code in `forbid_delete_codes` 403.
+    refuse_codes: list[str] = field(default_factory=list)
+    forbid_delete_codes: list[str] = field(default_factory=list)
+    # Answers of the next asset DELETEs, one status each, then normal again: 429 (with
+    # Retry-After) and 5xx are transient faults, 403/405/422 refusals (Akeneo's spec lists
+    # only 204/401/404 for this call: these are injected faults, like error_rate_5xx).
+    delete_errors: list[int] = field(default_factory=list)
 
     def public(self) -> dict[str, Any]:
         """The settings without the secrets (for GET/POST /_sandbox/settings answers)."""
@@ -170,6 +178,24 @@ def _updated_test(operator: str, moment: float) -> Callable[[Asset], bool]:
     return lambda asset: asset.updated < moment
 
 
+_DELETE_MESSAGES = {
+    403: "You are not allowed to delete this asset.",
+    405: "Method Not Allowed.",
+    422: "The asset cannot be deleted.",
+    429: "You have exceeded the limit of API requests per second.",
+    500: "Internal server error.",
+    502: "Bad gateway.",
+    503: "Service temporarily unavailable.",
+}
+
+
+def injected_delete_error(status: int, retry_after: int) -> Response:
+    """An injected answer to an asset DELETE (`delete_errors`): `{code, message}`, and a
+    Retry-After on 429/503."""
+    headers = {"Retry-After": str(max(0, int(retry_after)))} if status in (429, 503) else None
+    return _json({"code": status, "message": _DELETE_MESSAGES[status]}, status, headers)
+
+
 def _code_test(inside: bool, codes: frozenset[str]) -> Callable[[Asset], bool]:
     return lambda asset: (asset.code in codes) == inside
 
@@ -189,6 +215,7 @@ _INTEGERS = frozenset(
     {"max_concurrency", "max_concurrency_instance", "retry_after", "page_size", "log_size"}
 )
 _TEXTS = frozenset({"client_id", "secret", "username", "password"})
+_DELETE_ERRORS = frozenset({403, 405, 422, 429, 500, 502, 503})
 _FLAGS = frozenset({"reject_early", "default_attributes"})
 
 
@@ -204,9 +231,14 @@ def _checked_setting(name: str, value: Any) -> Any:
         ok, expected = isinstance(value, str) and bool(value), "a non-empty string"
     elif name in _FLAGS:
         ok, expected = isinstance(value, bool), "true or false"
-    elif name in ("locales", "channels"):
+    elif name in ("locales", "channels", "refuse_codes", "forbid_delete_codes"):
         ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
         expected = "a list of codes"
+    elif name == "delete_errors":
+        ok = isinstance(value, list) and all(
+            isinstance(v, int) and not isinstance(v, bool) and v in _DELETE_ERRORS for v in value
+        )
+        expected = f"a list of statuses among {sorted(_DELETE_ERRORS)}"
     elif name == "extra_clients":
         ok = isinstance(value, dict) and all(
             isinstance(k, str) and isinstance(v, str) for k, v in value.items()
@@ -576,6 +608,12 @@ class PimSandbox:
             if method == "GET":
                 return _json(store.get_asset(family, code, base))
             if method == "DELETE":
+                if code in self.settings.forbid_delete_codes:
+                    raise ApiError(403, "You are not allowed to delete this asset.")
+                injected = self._next_delete_error()
+                if injected is not None:
+                    call.injected = f"delete-{injected}"
+                    return injected_delete_error(injected, self.settings.retry_after)
                 store.delete_asset(family, code)
                 return Response(status=204)
             status = store.upsert_asset(family, self._json_body(request), url_code=code)
@@ -597,6 +635,15 @@ class PimSandbox:
         if endpoint == "product":
             return _json(store.get_product(args["code"]))
         raise ApiError(404, "Unknown endpoint.")  # pragma: no cover - every rule is handled
+
+    def _next_delete_error(self) -> int | None:
+        """The status queued for this DELETE in `delete_errors` (consumed), or None."""
+        with self._meta:
+            queued = self.settings.delete_errors
+            if not queued:
+                return None
+            self.settings = dataclasses.replace(self.settings, delete_errors=queued[1:])
+            return queued[0]
 
     @staticmethod
     def _written(status: int, location: str) -> Response:
@@ -689,6 +736,12 @@ class PimSandbox:
             code = item.get("code") if isinstance(item, dict) else None
             line: dict[str, Any] = {"code": code if isinstance(code, str) else ""}
             try:
+                if line["code"] and line["code"] in self.settings.refuse_codes:
+                    raise ApiError(
+                        422,
+                        "Property \"values\" contains errors.",
+                        [{"property": "values", "message": "This value is refused (sandbox)."}],
+                    )
                 line["status_code"] = self.store.upsert_asset(family, item)
             except ApiError as exc:
                 line["status_code"] = exc.status

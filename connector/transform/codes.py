@@ -46,6 +46,19 @@ characters + ``_h`` + the 64 hex digits of ``sha256(id as UTF-8)``: exactly 255
 characters, while every unhashed code has at most 254, so hashed and unhashed codes never
 meet. Two long ids could only share a code if their SHA-256 digests are equal: about
 n²/2²⁵⁷ for n long ids — negligible. Hashed codes cannot be decoded back.
+
+**Source prefixes.** Two sources feeding one family may have overlapping DAM ids (two hot
+folders, two DAMs with numeric ids); a source's ``code_prefix`` keeps their codes apart:
+the code is ``<prefix>__s<encoding of the id>`` (hashed as above when that reaches 255
+characters). A prefix is 1 to 40 ASCII letters/digits. Why such codes never meet:
+
+- an unprefixed code never holds ``__s`` right after a run of letters/digits that starts
+  it: those are single-character tokens, so a ``__`` there starts an escape token or the
+  case marker, whose next character is ``_``, ``x``, ``u``, ``w`` or ``c``
+  (case-insensitively, never ``s``), and a readable body has no ``__`` at all;
+- two prefixes that differ ignoring case either differ at some position they both have,
+  or one is shorter and its separator's ``_`` faces a letter/digit of the longer;
+- the separator lies within the first 43 characters, inside the 189 a hashed code keeps.
 """
 
 from __future__ import annotations
@@ -61,6 +74,9 @@ _ALNUM = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ01234567
 _HASH_MARK = "_h"
 _PREFIX_KEPT = MAX_CODE_LENGTH - len(_HASH_MARK) - 64  # 189
 _HASHED_CODE = re.compile(rf"^[a-zA-Z0-9_]{{{_PREFIX_KEPT}}}_h[0-9a-f]{{64}}$")
+MAX_SOURCE_PREFIX_LENGTH = 40
+SOURCE_PREFIX_PATTERN = re.compile(rf"^[A-Za-z0-9]{{1,{MAX_SOURCE_PREFIX_LENGTH}}}\Z")
+SOURCE_PREFIX_SEPARATOR = "__s"
 
 
 def _escape(char: str) -> str:
@@ -100,11 +116,26 @@ def encode_id(dam_id: str) -> str:
     return body + _case_marker(dam_id)
 
 
-def asset_code(dam_id: str) -> str:
-    """A valid, unique Akeneo asset code for `dam_id` (raises ValueError on an empty id)."""
+def check_source_prefix(prefix: str) -> None:
+    """ValueError unless `prefix` keeps every prefixed code valid and apart (docstring)."""
+    if not isinstance(prefix, str) or not SOURCE_PREFIX_PATTERN.fullmatch(prefix):
+        raise ValueError(
+            f"a code prefix must be 1 to {MAX_SOURCE_PREFIX_LENGTH} ASCII letters or digits "
+            f"(the connector adds the separator {SOURCE_PREFIX_SEPARATOR!r}), got {prefix!r}"
+        )
+
+
+def asset_code(dam_id: str, prefix: str | None = None) -> str:
+    """A valid, unique Akeneo asset code for `dam_id` of a source with code prefix
+    `prefix` (None or "": no prefix, today's codes). ValueError on an empty id or a prefix
+    outside the rule."""
     if not isinstance(dam_id, str) or dam_id == "":
         raise ValueError("a DAM id must be a non-empty string")
-    encoded = encode_id(dam_id)
+    head = ""
+    if prefix:
+        check_source_prefix(prefix)
+        head = prefix + SOURCE_PREFIX_SEPARATOR
+    encoded = head + encode_id(dam_id)
     if len(encoded) < MAX_CODE_LENGTH:
         return encoded
     digest = hashlib.sha256(dam_id.encode("utf-8", "surrogatepass")).hexdigest()

@@ -5,7 +5,8 @@ config: the PIM is the authority on what `data` it accepts. Each converter turns
 value into the `data` of an Akeneo value, or raises `ConversionError(field, reason)` with
 a reason a person can act on. Converters never talk to the network themselves: missing
 options are *collected* in the context (created by the transformer once the whole record
-converted), media files go through the context's `MediaFileHandler`.
+converted), media files are *planned* through the context's `MediaFileHandler` (uploaded
+by the transformer when it executes the plan).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from connector.config.model import AttributeMapping
@@ -58,6 +59,43 @@ class PendingOption:
 
 
 @dataclass
+class PendingMedia:
+    """A media file an asset needs in the PIM, as planned (see `MediaFileHandler.plan`).
+
+    `code` is set when the PIM already has the content (reused: nothing to upload);
+    otherwise the file must be uploaded (`filename`, `sha256`, `size` describe it) before
+    the asset is written. `binary` optionally keeps the downloaded content for that upload
+    (the real run; never serialised); `close()` releases it.
+    """
+
+    family: str
+    attribute: str
+    filename: str
+    sha256: str | None = None
+    size: int | None = None
+    code: str | None = None
+    reuse: str | None = None  # "fingerprint" | "sha256" | None (must upload)
+    fingerprint: str | None = None
+    binary: IO[bytes] | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def needs_upload(self) -> bool:
+        return self.code is None
+
+    @property
+    def placeholder(self) -> str:
+        """The planned `data` of the value: the code, or what it waits for."""
+        if self.code is not None:
+            return self.code
+        return f"(upload {self.filename} sha256:{self.sha256})"
+
+    def close(self) -> None:
+        if self.binary is not None:
+            self.binary.close()
+            self.binary = None
+
+
+@dataclass
 class ConversionContext:
     """What a converter may need besides the value."""
 
@@ -69,6 +107,8 @@ class ConversionContext:
     known_options: frozenset[str] = frozenset()  # created earlier by this process
     pending_options: list[PendingOption] = field(default_factory=list)
     media: MediaFileHandler | None = None
+    pending_media: list[PendingMedia] = field(default_factory=list)
+    keep_binaries: bool = False  # planning for a real run: keep downloads for the upload
 
     @property
     def code(self) -> str:
@@ -380,11 +420,15 @@ def convert_media_link(value: Any, ctx: ConversionContext) -> str:
 
 @register("media_file")
 def convert_media_file(value: Any, ctx: ConversionContext) -> str:
-    """The asset's own binary, uploaded to the PIM (the mapped value only has to be
-    present: the file comes from the DAM through the source adapter)."""
+    """The asset's own binary (the mapped value only has to be present: the file comes
+    from the DAM through the source adapter). Planned only: the handler finds the code the
+    PIM already has or describes the upload needed (collected in the context, done by the
+    transformer when it executes the plan); the returned data is `PendingMedia.placeholder`."""
     if ctx.media is None or ctx.asset is None:
         raise ctx.fail("media_file attributes need a media handler (none configured)")
-    return ctx.media.media_code(ctx.asset, ctx.family, ctx.attribute)
+    pending = ctx.media.plan(ctx.asset, ctx.family, ctx.attribute, keep_binary=ctx.keep_binaries)
+    ctx.pending_media.append(pending)
+    return pending.placeholder
 
 
 # ---------------------------------------------------------------- record

@@ -10,6 +10,9 @@ A second shortcut skips even the download: the code is also remembered per asset
 asset's *fingerprint* (its DAM `updated` time, binary URL and file name). A full re-sync of
 unchanged assets then costs no DAM binary request at all; any change of the fingerprint
 (the DAM bumps `updated` when the file is replaced) downloads and hashes again.
+
+Two steps: `plan` finds the code or describes the upload (filename, sha256, size) and
+writes nothing (dry runs and `explain` stop there); `execute` uploads and records.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from connector.dam.base import DamAsset, DamError, DamSource, TransientDamError
 from connector.pim.errors import PermanentPimError, PimAuthError, TransientPimError
 from connector.pim.structure import Attribute
 from connector.redis_conn import Keys
-from connector.transform.converters import ConversionError
+from connector.transform.converters import ConversionError, PendingMedia
 
 log = logging.getLogger(__name__)
 
@@ -80,9 +83,23 @@ class MediaFileHandler:
         return f"{asset.updated.isoformat()}|{asset.media_url or ''}|{asset.filename or ''}"
 
     def media_code(self, asset: DamAsset, family: str, attribute: Attribute) -> str:
-        """The PIM media-file code of `asset`'s binary. ConversionError for data problems
-        (unreadable, too big, wrong extension, rejected by the PIM); transient PIM errors
-        (after a few quick retries) and PimAuthError propagate: neither is the asset's fault."""
+        """The PIM media-file code of `asset`'s binary (plan, then execute the plan).
+        ConversionError for data problems (unreadable, too big, wrong extension, rejected
+        by the PIM); transient PIM errors (after a few quick retries) and PimAuthError
+        propagate: neither is the asset's fault."""
+        pending = self.plan(asset, family, attribute, keep_binary=True)
+        try:
+            return self.execute(asset, pending)
+        finally:
+            pending.close()
+
+    def plan(
+        self, asset: DamAsset, family: str, attribute: Attribute, keep_binary: bool = False
+    ) -> PendingMedia:
+        """What `asset`'s binary needs, without writing anything (no upload, no Redis
+        record): the code the PIM already has (same fingerprint, or same content), or the
+        upload to make. Downloading to hash is a DAM read; `keep_binary` keeps the download
+        for `execute` (the real run) instead of reading the DAM twice."""
         field = attribute.code
         filename = self.filename_of(asset)
         self._check_extension(field, filename, attribute)
@@ -92,25 +109,67 @@ class MediaFileHandler:
                 self.asset_key(asset, field), ["fingerprint", "code"]
             )
             if known[0] is not None and known[1] is not None and known[0].decode() == fingerprint:
-                return str(known[1].decode())
-        limit = self._limit(attribute)
-        with tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY) as spool:
-            digest = self._download(asset, spool, limit, field)
+                return PendingMedia(family, field, filename, code=str(known[1].decode()),
+                                    reuse="fingerprint", fingerprint=fingerprint)
+        spool = tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY)  # noqa: SIM115
+        try:
+            digest, size = self._download(asset, spool, self._limit(attribute), field)
             cached = self.redis.get(self.hash_key(digest))
+        except BaseException:
+            spool.close()
+            raise
+        pending = PendingMedia(family, field, filename, sha256=digest, size=size,
+                               fingerprint=fingerprint)
+        if cached:
+            pending.code = cached.decode() if isinstance(cached, bytes) else str(cached)
+            pending.reuse = "sha256"
+        if pending.code is None and keep_binary:
+            pending.binary = spool
+        else:
+            spool.close()
+        return pending
+
+    def execute(self, asset: DamAsset, pending: PendingMedia) -> str:
+        """Carry out a plan: upload when needed (once per content, fleet-wide), remember
+        the code by content hash and by the asset's fingerprint. Returns the code."""
+        if pending.reuse == "fingerprint" and pending.code is not None:
+            return pending.code
+        field, filename = pending.attribute, pending.filename
+        code = pending.code
+        if code is None:
+            cached = self.redis.get(self.hash_key(str(pending.sha256)))  # uploaded meanwhile?
             if cached:
                 code = cached.decode() if isinstance(cached, bytes) else str(cached)
             else:
-                code = self._upload(spool, filename, field)
-                self.redis.set(self.hash_key(digest), code, ex=self.code_ttl)
+                code = self._upload_planned(asset, pending)
+                self.redis.set(self.hash_key(str(pending.sha256)), code, ex=self.code_ttl)
                 log.info("uploaded media file for asset %s (%s): %s", asset.id, filename, code)
-        if fingerprint is not None:
+        if pending.fingerprint is not None:
             key = self.asset_key(asset, field)
             pipe = self.redis.pipeline()
-            pipe.hset(key, mapping={"fingerprint": fingerprint, "code": code})
+            pipe.hset(key, mapping={"fingerprint": pending.fingerprint, "code": code})
             if self.code_ttl:
                 pipe.expire(key, self.code_ttl)
             pipe.execute()
         return code
+
+    def _upload_planned(self, asset: DamAsset, pending: PendingMedia) -> str:
+        """Upload the planned content: the kept download, or a new one that must hash the
+        same (the file must not change between what was planned and what is uploaded)."""
+        if pending.binary is not None:
+            try:
+                return self._upload(pending.binary, pending.filename, pending.attribute)
+            finally:
+                pending.close()
+        with tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY) as spool:
+            digest, _ = self._download(asset, spool, self.max_bytes, pending.attribute)
+            if digest != pending.sha256:
+                raise ConversionError(
+                    pending.attribute,
+                    f"the file {pending.filename!r} changed since it was planned "
+                    "(it is synced on the next run)",
+                )
+            return self._upload(spool, pending.filename, pending.attribute)
 
     def _upload(self, spool: IO[bytes], filename: str, field: str) -> str:
         """Upload, retrying the PIM's transient refusals (429/5xx/timeouts) a few times here.
@@ -171,7 +230,10 @@ class MediaFileHandler:
                 limit = min(limit, int(megabytes * 1024 * 1024))
         return limit
 
-    def _download(self, asset: DamAsset, spool: IO[bytes], limit: int, field: str) -> str:
+    def _download(
+        self, asset: DamAsset, spool: IO[bytes], limit: int, field: str
+    ) -> tuple[str, int]:
+        """(sha256 hex, size) of the binary, written into `spool`."""
         sha = hashlib.sha256()
         size = 0
         try:
@@ -193,4 +255,4 @@ class MediaFileHandler:
             raise ConversionError(field, f"cannot read the file from the DAM: {exc}") from exc
         if size == 0:
             raise ConversionError(field, "the DAM returned an empty file")
-        return sha.hexdigest()
+        return sha.hexdigest(), size

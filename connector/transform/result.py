@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 
 @dataclass(frozen=True)
 class TransformedAsset:
-    """A PIM-ready asset. `content_hash` covers family + values (not volatile fields)."""
+    """A PIM-ready asset. `content_hash` covers family + values (not volatile fields).
+
+    `updated` is the DAM record's modification time: with `content_hash` it is the DAM
+    version a push carries, so that a late push of an older version cannot overwrite a
+    newer one (`connector.pipeline.stores.VersionGate`). None: the DAM gives no time.
+    """
 
     dam_id: str
     source: str
@@ -18,6 +24,7 @@ class TransformedAsset:
     values: dict[str, list[dict[str, Any]]]
     content_hash: str
     product_identifiers: tuple[str, ...] = ()
+    updated: datetime | None = None
 
     def payload(self) -> dict[str, Any]:
         """The body item of a bulk PATCH."""
@@ -32,6 +39,7 @@ class TransformedAsset:
             "values": self.values,
             "content_hash": self.content_hash,
             "product_identifiers": list(self.product_identifiers),
+            "updated": self.updated.isoformat() if self.updated else None,
         }
 
     @classmethod
@@ -44,6 +52,7 @@ class TransformedAsset:
             values=d["values"],
             content_hash=d["content_hash"],
             product_identifiers=tuple(d.get("product_identifiers") or ()),
+            updated=datetime.fromisoformat(d["updated"]) if d.get("updated") else None,
         )
 
 

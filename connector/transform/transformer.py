@@ -8,15 +8,21 @@ records that are not product assets give `Skipped`. Only infrastructure failures
 raise (PIM unreachable or refusing us, structure cache unavailable, Redis down: anything
 the structure lookup, option writer or media handler raise that is not about the record's
 data), so that the caller retries the chunk.
+
+Two steps, so that dry runs and `explain` can never write: `plan` is side-effect free (it
+lists the options to create and the files to upload: `PlannedAsset.effects`), `execute`
+carries the plan out (the real run); `transform` is both.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
-from collections.abc import Callable
-from typing import Any, Protocol
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
 
 import redis
 
@@ -28,6 +34,7 @@ from connector.transform.codes import asset_code
 from connector.transform.converters import (
     ConversionContext,
     ConversionError,
+    PendingMedia,
     PendingOption,
     convert,
 )
@@ -41,6 +48,8 @@ log = logging.getLogger(__name__)
 # family, attribute, option code, label → creates the option in the PIM (rate-limited).
 OptionWriter = Callable[[str, str, str, str], None]
 StructureLookup = Callable[[str], AssetFamilyStructure]
+
+_T = TypeVar("_T")
 
 NOT_PRODUCT_ASSET = "not a product asset"
 NO_FAMILY = "no family matches"
@@ -74,16 +83,91 @@ def make_option_writer(
     return write
 
 
-def content_hash(family: str, code: str, values: dict[str, list[dict[str, Any]]]) -> str:
+def content_hash(
+    family: str,
+    code: str,
+    values: dict[str, list[dict[str, Any]]],
+    product_identifiers: Sequence[str] = (),
+) -> str:
     """sha256 of canonical JSON (sorted keys, compact) of family + code + values: the same
-    asset gives the same hash in every process, so unchanged assets can be skipped."""
+    asset gives the same hash in every process, so unchanged assets can be skipped.
+
+    The products an asset links to are part of its content: a changed product reference
+    must not be skipped as "unchanged", or the asset would never move to its new product.
+    They are added only when there are some, so hashes of unlinked assets stay as they were.
+    """
+    body: dict[str, Any] = {"family": family, "code": code, "values": values}
+    if product_identifiers:
+        body["products"] = sorted(product_identifiers)
     canonical = json.dumps(
-        {"family": family, "code": code, "values": values},
+        body,
         sort_keys=True,
         separators=(",", ":"),
         ensure_ascii=False,
     )
     return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+@dataclass(frozen=True)
+class MediaSlot:
+    """Where a planned media file's code goes: attribute, locale, channel."""
+
+    attribute: str
+    locale: str | None
+    channel: str | None
+    pending: PendingMedia
+
+
+@dataclass
+class PlannedAsset:
+    """A record's transform, planned: the asset (a media value still waiting for its
+    upload holds `PendingMedia.placeholder`, never sent to the PIM) and the side effects
+    the real run carries out before staging it (`Transformer.execute`)."""
+
+    asset: TransformedAsset
+    options: list[PendingOption] = field(default_factory=list)
+    media: list[MediaSlot] = field(default_factory=list)
+    dam_asset: DamAsset | None = None
+
+    def effects(self) -> list[dict[str, Any]]:
+        """The planned writes, one dict each, with a `text` for people."""
+        out: list[dict[str, Any]] = []
+        dam_id, family = self.asset.dam_id, self.asset.family
+        for option in self.options:
+            out.append({
+                "effect": "create_option", "dam_id": dam_id, "family": option.family,
+                "attribute": option.attribute, "code": option.code, "label": option.label,
+                "text": f"would create option `{option.attribute}.{option.code}`",
+            })
+        for slot in self.media:
+            p = slot.pending
+            if not p.needs_upload:
+                continue
+            out.append({
+                "effect": "upload_media", "dam_id": dam_id, "family": family,
+                "attribute": p.attribute, "filename": p.filename, "sha256": p.sha256,
+                "size": p.size,
+                "text": f"would upload `{p.filename}` "
+                        f"(sha256 {(p.sha256 or '')[:12]}…, {human_size(p.size or 0)})",
+            })
+        return out
+
+    def close(self) -> None:
+        """Release downloads kept for the upload (a plan that is not executed)."""
+        for slot in self.media:
+            slot.pending.close()
+
+
+def human_size(size: int) -> str:
+    """Bytes for people, in decimal units: 520 B, 14.2 kB, 2.1 MB."""
+    if size < 1000:
+        return f"{size} B"
+    for unit in ("kB", "MB", "GB"):
+        size_f = size / 1000
+        if size_f < 1000 or unit == "GB":
+            return f"{size_f:.1f} {unit}"
+        size = int(size_f)
+    return f"{size} B"  # pragma: no cover
 
 
 class _Quarantine(Exception):
@@ -139,14 +223,28 @@ class Transformer:
     # ------------------------------------------------------------ public API
 
     def transform(self, asset: DamAsset) -> TransformedAsset | Quarantined | Skipped:
-        """One record's outcome. Raises only for infrastructure failures (PimError other
-        than a rejected option/file, Redis errors)."""
+        """One record's outcome, side effects done (the real run: plan, then execute).
+        Raises only for infrastructure failures (PimError other than a rejected
+        option/file, Redis errors)."""
+        planned = self.plan(asset, keep_binaries=True)
+        if not isinstance(planned, PlannedAsset):
+            return planned
+        return self.execute(planned)
+
+    def plan(
+        self, asset: DamAsset, keep_binaries: bool = False
+    ) -> PlannedAsset | Quarantined | Skipped:
+        """One record's outcome without any side effect: no option created, no file
+        uploaded, nothing recorded (a media binary may be downloaded from the DAM to hash
+        it). Used as such by dry runs and `explain`; `keep_binaries` keeps those downloads
+        for `execute` (the real run). Same quarantine/skip decisions as `transform`."""
         source = asset.source or self.source.name
         dam_id = asset.id if isinstance(asset.id, str) and asset.id.strip() else None
         if dam_id is None:
             return Quarantined(None, source, "missing id", field="id")
-        family: str | None = None
-        try:
+        family: list[str | None] = [None]
+
+        def build() -> PlannedAsset | Skipped | Quarantined:
             view = asset_view(asset)
             if not matches(self.config.product_asset, view):
                 return Skipped(dam_id, source, NOT_PRODUCT_ASSET)
@@ -155,16 +253,64 @@ class Transformer:
                 if self.families and not any(matches(f.product_asset, view) for f in self.families):
                     return Skipped(dam_id, source, NOT_PRODUCT_ASSET)
                 return Quarantined(dam_id, source, NO_FAMILY, field="family")
-            family = family_config.name
+            family[0] = family_config.name
             if not matches(family_config.product_asset, view):
-                return Skipped(dam_id, source, f"{NOT_PRODUCT_ASSET} for family {family}")
-            return self._build(asset, dam_id, source, view, family_config)
+                return Skipped(
+                    dam_id, source, f"{NOT_PRODUCT_ASSET} for family {family_config.name}"
+                )
+            return self._build(asset, dam_id, source, view, family_config, keep_binaries)
+
+        return self._guarded(dam_id, source, lambda: family[0], build)
+
+    def execute(self, planned: PlannedAsset) -> TransformedAsset | Quarantined:
+        """Carry out a plan (the real run): create the missing options (rate-limited
+        writer), upload the media files (or reuse them), fill the media codes into the
+        values. A refused option or file quarantines the record; other failures raise."""
+        draft = planned.asset
+
+        def run() -> TransformedAsset:
+            try:
+                self._create_options(planned.options)
+                values = {a: [dict(e) for e in entries] for a, entries in draft.values.items()}
+                for slot in planned.media:
+                    media = self.media
+                    if slot.pending.needs_upload and media is None:  # pragma: no cover
+                        raise ConversionError(slot.attribute, "no media handler configured")
+                    code = (
+                        slot.pending.code
+                        if media is None
+                        else _external(media.execute, planned.dam_asset, slot.pending)
+                    )
+                    _put(values, slot.attribute, slot.locale, slot.channel, code)
+            finally:
+                planned.close()
+            return dataclasses.replace(
+                draft, values=values, content_hash=content_hash(
+                    draft.family, draft.code, values, draft.product_identifiers
+                ),
+            )
+
+        result = self._guarded(draft.dam_id, draft.source, lambda: draft.family, run)
+        assert not isinstance(result, Skipped)
+        return result
+
+    def _guarded(
+        self,
+        dam_id: str,
+        source: str,
+        family: Callable[[], str | None],
+        step: Callable[[], _T],
+    ) -> _T | Quarantined:
+        """Run one step of a record: data problems become Quarantined, infrastructure
+        failures are raised for the task to retry, a bug quarantines only this record."""
+        try:
+            return step()
         except _Quarantine as q:
-            return Quarantined(dam_id, source, q.reason, q.field, family, q.details)
+            return Quarantined(dam_id, source, q.reason, q.field, family(), q.details)
         except SelectorError as exc:
-            return Quarantined(dam_id, source, exc.reason, exc.field, family)
+            return Quarantined(dam_id, source, exc.reason, exc.field, family())
         except ConversionError as exc:
-            return Quarantined(dam_id, source, exc.reason, exc.field, family)
+            return Quarantined(dam_id, source, exc.reason, exc.field, family())
         except _Passthrough as passthrough:
             raise passthrough.original from None
         except (PimError, redis.RedisError):
@@ -172,7 +318,7 @@ class Transformer:
         except Exception as exc:  # a bug must not take the neighbours down
             log.exception("unexpected error transforming %s/%s", source, dam_id)
             return Quarantined(
-                dam_id, source, f"internal error: {type(exc).__name__}: {exc}", None, family
+                dam_id, source, f"internal error: {type(exc).__name__}: {exc}", None, family()
             )
 
     def transform_page(self, page: Page) -> TransformOutcome:
@@ -264,8 +410,9 @@ class Transformer:
         source: str,
         view: dict[str, Any],
         family: FamilyConfig,
-    ) -> TransformedAsset:
-        code = asset_code(dam_id)
+        keep_binaries: bool = False,
+    ) -> PlannedAsset:
+        code = asset_code(dam_id, self.source.code_prefix)
         structure = self._structure(family.name)
         asset_locale = detect_locale(family.locale, view)
         if asset_locale is not None:
@@ -273,6 +420,8 @@ class Transformer:
 
         values: dict[str, list[dict[str, Any]]] = {}
         pending: list[PendingOption] = []
+        media: list[PendingMedia] = []
+        slots: list[MediaSlot] = []
         deferred: list[tuple[ConversionContext, str | None, str | None]] = []
         for mapping in family.mapping:
             attribute = structure.attribute(mapping.attribute)
@@ -299,24 +448,39 @@ class Transformer:
                 known_options=self._known_options(family.name, attribute.code),
                 pending_options=pending,
                 media=self.media,
+                pending_media=media,
+                keep_binaries=keep_binaries,
             )
             if attribute.type == "media_file":
-                deferred.append((ctx, locale, channel))  # upload only once all else is valid
+                deferred.append((ctx, locale, channel))  # download only once all else is valid
                 continue
             _put(values, attribute.code, locale, channel, convert(raw, ctx))
 
-        self._create_options(pending)
-        for ctx, locale, channel in deferred:
-            _put(values, ctx.attribute.code, locale, channel, _external(convert, True, ctx))
+        try:
+            for ctx, locale, channel in deferred:
+                before = len(media)
+                _put(values, ctx.attribute.code, locale, channel, _external(convert, True, ctx))
+                slots += [MediaSlot(ctx.attribute.code, locale, channel, p) for p in media[before:]]
+        except BaseException:
+            for p in media:
+                p.close()
+            raise
 
-        return TransformedAsset(
-            dam_id=dam_id,
-            source=source,
-            family=family.name,
-            code=code,
-            values=values,
-            content_hash=content_hash(family.name, code, values),
-            product_identifiers=product_identifiers(family.product_link, view),
+        identifiers = product_identifiers(family.product_link, view)
+        return PlannedAsset(
+            asset=TransformedAsset(
+                dam_id=dam_id,
+                source=source,
+                family=family.name,
+                code=code,
+                values=values,
+                content_hash=content_hash(family.name, code, values, identifiers),
+                product_identifiers=identifiers,
+                updated=asset.updated,
+            ),
+            options=list(pending),
+            media=slots,
+            dam_asset=asset,
         )
 
     def _known_options(self, family: str, attribute: str) -> frozenset[str]:
