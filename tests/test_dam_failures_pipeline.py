@@ -95,3 +95,31 @@ def test_a_retried_chunk_does_not_redo_the_assets_it_already_transformed(
     assert report["state"] == "succeeded", report
     assert report["counts"]["created"] == 50 and report["counts"]["failed"] == 0, report
     assert pim.total() == 50
+
+
+def test_a_chunk_stopped_by_the_pim_keeps_its_progress_too(namespace: str) -> None:
+    from connector.pim.errors import TransientPimError
+
+    _dam, pim, services, queue, transformer = _world(30)
+    original = transformer.transform
+
+    def upload_refused_once(asset: DamAsset) -> TransformedAsset | Quarantined | Skipped:
+        if asset.id == "A00010-X" and not getattr(transformer, "refused", False):
+            transformer.refused = True  # type: ignore[attr-defined]
+            raise TransientPimError("media upload: 429", retry_after=1.0)
+        return original(asset)
+
+    transformer.transform = upload_refused_once  # type: ignore[method-assign]
+    started = steps.start_run("dam", "test", services=services)
+    kind, args = queue.queue.popleft()
+    queue.run_one(kind, args)
+    kind, args = queue.queue.popleft()
+    with pytest.raises(TransientPimError):
+        queue.run_one(kind, args)
+    transformer.seen.clear()
+    queue.run_one(kind, args)
+    assert transformer.seen == [f"A{i:05d}-X" for i in range(10, 30)]
+    queue.drain()
+    report = run_report(started.run_id, services=services)
+    assert report["state"] == "succeeded" and report["counts"]["created"] == 30, report
+    assert pim.total() == 30

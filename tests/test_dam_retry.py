@@ -184,7 +184,7 @@ def test_two_processes_downloading_never_send_before_a_retry_after_expires(
         try:
             for asset in mine:
                 got[asset.id] = _read(source, asset)
-        except BaseException as exc:  # noqa: BLE001 - reported by the test
+        except BaseException as exc:  # reported by the test
             errors.append(exc)
 
     threads = [threading.Thread(target=worker, args=(sources[i], assets[i::2]))
@@ -204,3 +204,22 @@ def _with(config: RestSourceConfig, **changes: object) -> RestSourceConfig:
     from dataclasses import replace
 
     return replace(config, **changes)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- configuration
+
+
+def test_the_dam_budget_and_backoff_keys_are_configurable_and_checked() -> None:
+    from connector.config import parse_config
+    from tests.test_config import ENV, base, errors_of, put
+
+    data = put(base(), "sources/bynder/rest/max_in_flight", 2)
+    data = put(data, "sources/bynder/rest/backoff_base", "250ms")
+    data = put(data, "sources/bynder/rest/backoff_max", "1m")
+    rest = parse_config(data, ENV).source("bynder").rest
+    assert rest is not None
+    assert (rest.max_in_flight, rest.backoff_base, rest.backoff_max) == (2, 0.25, 60.0)
+    assert errors_of(put(base(), "sources/bynder/rest/max_in_flight", 0)) == [
+        "sources.bynder.rest.max_in_flight: must be at least 1"]
+    assert errors_of(put(base(), "sources/bynder/rest/backoff_max", 0.1)) == [
+        "sources.bynder.rest.backoff_max: must be at least backoff_base (0.5)"]

@@ -5,7 +5,8 @@ refusing failed the whole chunk; its task was retried from the first asset, and 
 task's last retry the run failed with nothing said about the asset. Now:
 
 - every asset whose state in the run is past "seen" was transformed and staged by an
-  earlier attempt of the chunk: a retried chunk skips it;
+  earlier attempt of the chunk: a retried chunk skips it. Whatever stops a chunk midway
+  (the DAM down, the PIM refusing an upload, Redis), what it did so far is staged first;
 - an asset whose download still fails after the adapter's own retries (TransientDamError)
   becomes a dead letter of kind "dam" with the DAM's answer, counted `failed` in the run
   report; the rest of the chunk goes on, and `failures retry` syncs it again later;
@@ -39,9 +40,10 @@ Result = TransformedAsset | Quarantined | Skipped
 
 def transform_resumable(
     s: Services, record: RunRecord, transformer: Any, assets: Sequence[DamAsset]
-) -> tuple[list[Result], TransientDamError | None]:
-    """Transform the chunk's assets not done yet. Returns the results and, when the DAM
-    looks down, the error to raise once those results are staged (None otherwise)."""
+) -> tuple[list[Result], Exception | None]:
+    """Transform the chunk's assets not done yet. Returns the results and, when the chunk
+    cannot go on (the DAM looks down, any other failure that is no asset's fault), the
+    error to raise once those results are staged (None otherwise)."""
     states = s.runs.states_of(record.run_id, [a.id for a in assets])
     results: list[Result] = []
     failed: list[tuple[DamAsset, TransientDamError]] = []
@@ -61,6 +63,8 @@ def transform_resumable(
                             record.run_id, streak, exc)
                 return results, exc
             continue
+        except Exception as exc:  # PIM, Redis: the task's retry policy decides
+            return results, exc
         streak = 0
     if failed:
         dead_letter_dam_failures(s, record, failed)

@@ -66,6 +66,12 @@ SIZE = os.environ.get("CONNECTOR_TEST_SIZE", "ci").strip().lower() or "ci"
 CHECK_PENDING_LINKS = True      # assets whose product is missing are listed as pending
 CHECK_UNLINK_ON_CHANGE = True   # a product keeps no asset whose product_ref moved away
 CHECK_DELETION_VISIBLE = True   # a deletion the PIM refused is a dead letter
+# The other invariants, switchable for probing an older tree (all on in this repository).
+CHECK_READ_ONLY = True          # dry run / explain / reconcile without --apply write nothing
+CHECK_NO_LIVE_DELETION = True   # no product asset of the DAM is deleted from the PIM
+CHECK_NO_SAME_WRITE = True      # no write of the content the PIM already holds
+CHECK_RUN_SAYS_SO = True        # a run that left assets behind does not report success
+CHECK_PROJECTION = True         # the PIM equals the projection of the DAM (or it is listed)
 
 
 STRUCTURE: dict[str, Any] = {
@@ -162,6 +168,7 @@ class DamRecord:
     language: str | None
     product: bool = True  # tagged "product" (published)
     filename: str = ""
+    broken: bool = False  # an unparsable dateModified: the adapter cannot read the record
 
     def fields(self) -> dict[str, Any]:
         return {"id": self.dam_id, "name": self.name, "width": self.width,
@@ -171,7 +178,7 @@ class DamRecord:
 
     @property
     def bad(self) -> bool:
-        return not isinstance(self.width, int)
+        return self.broken or not isinstance(self.width, int)
 
 
 def expected_values(rec: DamRecord, dam_url: str) -> dict[tuple[str, str | None], Any]:
