@@ -50,6 +50,11 @@ def run_report(run_id: str, *, services: Services | None = None) -> dict[str, An
     s = services or get_services()
     record = s.runs.get(run_id)
     out = _record_dict(s, record)
+    if out["state"] == "abandoned":
+        # the finisher writes the final state before it releases the lock: a run that ended
+        # between the two reads above is not abandoned, so read it once more
+        record = s.runs.get(run_id)
+        out = _record_dict(s, record)
     if record.report:
         out["counts"] = record.report
     else:

@@ -264,7 +264,7 @@ class World:
             "AKENEO_USERNAME": "sandbox", "AKENEO_PASSWORD": PIM_PASSWORD,
             "DAM_TOKEN": DAM_TOKEN, "PYTHONPATH": str(ROOT),
             "CONNECTOR_CONFIG": str(self.tmp / "model.yaml"),
-            "FAULTS_VISIBILITY_TIMEOUT": "4",
+            "FAULTS_VISIBILITY_TIMEOUT": "10",
         })
         return env
 
@@ -312,6 +312,18 @@ class World:
             os.killpg(self.worker.pid, signal.SIGKILL)
         self.worker.wait(timeout=20)
         self.start_worker()
+
+    @contextlib.contextmanager
+    def paused_worker(self) -> Iterator[None]:
+        """SIGSTOP the worker (main process and pool) for the block, then SIGCONT: work it
+        holds waits, in whatever state it was. Keep it short: the broker's visibility
+        timeout (FAULTS_VISIBILITY_TIMEOUT) would hand its messages out again."""
+        assert self.worker is not None
+        os.killpg(self.worker.pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            os.killpg(self.worker.pid, signal.SIGCONT)
 
     def stop(self) -> None:
         if self.worker is not None and self.worker.poll() is None:
@@ -441,6 +453,8 @@ class World:
                 f"run {run_id} did not end: {run_report(run_id, services=self.services)}\n"
                 f"{self.worker_log()}") from None
         assert found is not None
+        # no lock expires in this test (run_lock_ttl is an hour): "abandoned" is a misreport
+        assert found["state"] != "abandoned", f"a live run reported abandoned: {found}"
         return found
 
     def quiesce(self, timeout: float = 60.0) -> None:

@@ -350,26 +350,35 @@ class PipelineModel(RuleBasedStateMachine):
     @precondition(lambda self: self.recs)
     @rule(index=st.integers(0, 50), name=NAMES, width=WIDTHS)
     def edit_during_run(self, index: int, name: str, width: int) -> None:
-        """An edit and its webhook while a run that read the older record is pushing: the
-        PIM must end with the newer content, whichever push lands last."""
-        self._step()
+        """A run reads the record, the worker is paused (SIGSTOP) before it pushes, the DAM
+        changes and its webhook pushes the newer record; the resumed run must not write
+        its older copy over it (the run forces, so it does push what it read)."""
+        self._step(forced=True)
         rec = self.recs[self._id(index)]
-        self.w.pim.update_settings(bulk_latency=0.2)
+        self.w.pim.update_settings(latency=0.3)  # the run's transform is still under way
         try:
-            started = start_run(SOURCE, "manual", full=True, services=self.w.services)
+            started = start_run(SOURCE, "manual", full=True, force=True,
+                                services=self.w.services)
             assert started.run_id
-            support.wait_for(
-                lambda: run_report(started.run_id, services=self.w.services)["counts"]
-                .get("chunks_total"), timeout=30, what="the run's fetch")
-            rec.name = name
-            if isinstance(rec.width, int):
-                rec.width = width
-            self._push_dam(rec)
-            sync_assets_by_id(SOURCE, [rec.dam_id], services=self.w.services)
-            report = self.w.wait_run(started.run_id)
+            run_id = started.run_id
+
+            def fetched() -> bool:
+                report = run_report(run_id, services=self.w.services)
+                return bool(report["counts"].get("seen")) or report["state"] not in (
+                    "queued", "running")
+
+            support.wait_for(fetched, timeout=30, interval=0.01, what="the run's fetch")
+            with self.w.paused_worker():
+                rec.name = name
+                if isinstance(rec.width, int):
+                    rec.width = width
+                self._push_dam(rec)
+                sync_assets_by_id(SOURCE, [rec.dam_id], services=self.w.services)
+                self.dirty.discard(rec.dam_id)
+            self.w.pim.update_settings(latency=0.0)
+            report = self.w.wait_run(run_id)
         finally:
-            self.w.pim.update_settings(bulk_latency=0.0)
-        self.dirty.discard(rec.dam_id)
+            self.w.pim.update_settings(latency=0.0)
         self._covered(report)
         self.check(report)
 
