@@ -1,8 +1,8 @@
 """Celery settings of the connector (`app.config_from_object("celeryconfig")`).
 
-Read DOMAIN.md §4 before changing anything here: the values below exist to defeat the
-known Celery/Redis traps (early ack, redelivery loops past the visibility timeout,
-pickle, unbounded prefetch, one beat too many).
+Read docs/design.md ("Celery and Redis traps") before changing anything here: the values
+below exist to defeat the known Celery/Redis traps (early ack, redelivery loops past the
+visibility timeout, pickle, unbounded prefetch, one beat too many).
 
 Environment:
   CELERY_BROKER_URL    broker (redis://… or amqp://…); default REDIS_URL
@@ -24,6 +24,7 @@ from kombu import Exchange, Queue
 
 from connector.pipeline.schedule import ScheduleEntry, schedule_entries
 from connector.settings import key_namespace, redis_url
+from tasks import routing
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +38,8 @@ FETCH_TIME_LIMIT = 3600
 MAX_COUNTDOWN = 300                 # SyncConfig.backoff_max default; retries never wait longer
 VISIBILITY_TIMEOUT = 2 * 3600       # > FETCH_TIME_LIMIT + MAX_COUNTDOWN, with margin
 
-QUEUES = ("fetch", "transform", "push", "media")
-DEFAULT_QUEUE = "celery"            # anything not routed (other modules' tasks)
+QUEUES = routing.QUEUES               # one per stage; names and routes: tasks/routing.py
+DEFAULT_QUEUE = routing.DEFAULT_QUEUE  # anything not routed (other modules' tasks)
 
 _namespace = key_namespace()
 _redis_url = redis_url()
@@ -87,13 +88,7 @@ task_queues = [
     Queue(name, Exchange(name, type="direct"), routing_key=name)
     for name in (*QUEUES, DEFAULT_QUEUE)
 ]
-task_routes = {
-    "tasks.pipeline.fetch_changed_assets": {"queue": "fetch"},
-    "tasks.pipeline.reconcile_source": {"queue": "fetch"},
-    "tasks.pipeline.transform_chunk": {"queue": "transform"},  # media families: `media`
-    "tasks.pipeline.push_batch": {"queue": "push"},
-    "tasks.pipeline.sync_asset_ids": {"queue": "push"},
-}
+task_routes = {task: dict(route) for task, route in routing.ROUTES.items()}
 
 timezone = "UTC"
 enable_utc = True
@@ -101,6 +96,7 @@ enable_utc = True
 
 # ---------------------------------------------------------------- beat
 def _beat_entry(entry: ScheduleEntry) -> dict[str, Any]:
+    """What the user's schedule says runs, as the task and queue tasks/routing.py name."""
     schedule: Any
     if entry.crontab is not None:
         minute, hour, dom, month, dow = entry.crontab
@@ -108,8 +104,11 @@ def _beat_entry(entry: ScheduleEntry) -> dict[str, Any]:
                            day_of_week=dow)
     else:
         schedule = timedelta(seconds=entry.every or 0)
-    return {"task": entry.task, "schedule": schedule, "kwargs": entry.kwargs,
-            "options": entry.options}
+    task = routing.SCHEDULED_TASKS[entry.kind]
+    options: dict[str, Any] = {"queue": routing.queue_of(task)}
+    if entry.expires is not None:
+        options["expires"] = entry.expires
+    return {"task": task, "schedule": schedule, "kwargs": entry.kwargs, "options": options}
 
 
 def build_beat_schedule() -> dict[str, dict[str, Any]]:

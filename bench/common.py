@@ -55,10 +55,11 @@ from connector.pim.client import AkeneoClient  # noqa: E402
 from connector.pipeline.services import Services  # noqa: E402
 from connector.redis_conn import Keys, get_redis  # noqa: E402
 from connector.settings import PimCredentials, Secret  # noqa: E402
+from tasks import routing  # noqa: E402
 
 SOURCE = "sandbox"
 DAM_TOKEN = "sandbox-dam-token"
-ALL_QUEUES = "fetch,transform,push,media"
+ALL_QUEUES = ",".join(routing.QUEUES)
 PYTHON = sys.executable
 CELERY = str(Path(sys.executable).parent / "celery")
 PIM_CREDENTIALS = {
@@ -309,21 +310,22 @@ def write_config(
 
 
 class SendTaskEnqueuer:
-    """tasks.pipeline.CeleryEnqueuer's messages, sent from a Celery app of our own."""
+    """tasks.pipeline.CeleryEnqueuer's messages (names: tasks/routing.py), from our own app."""
 
     def __init__(self, app: Celery) -> None:
         self.app = app
 
     def fetch(self, source: str, run_id: str) -> None:
-        self.app.send_task("tasks.pipeline.fetch_changed_assets",
-                           kwargs={"source": source, "run_id": run_id}, queue="fetch")
+        self.app.send_task(routing.FETCH_TASK, kwargs={"source": source, "run_id": run_id},
+                           queue=routing.queue_of(routing.FETCH_TASK))
 
     def transform(self, run_id: str, chunk_id: str, media: bool = False) -> None:
-        self.app.send_task("tasks.pipeline.transform_chunk", (run_id, chunk_id),
-                           queue="media" if media else "transform")
+        self.app.send_task(routing.TRANSFORM_TASK, (run_id, chunk_id),
+                           queue=routing.transform_queue(media))
 
     def push(self, run_id: str, batch_id: str, countdown: float = 0.0) -> None:
-        self.app.send_task("tasks.pipeline.push_batch", (run_id, batch_id), queue="push",
+        self.app.send_task(routing.PUSH_TASK, (run_id, batch_id),
+                           queue=routing.queue_of(routing.PUSH_TASK),
                            countdown=countdown or None)
 
 
@@ -440,7 +442,7 @@ class Harness:
 
     def apply_structure(self) -> None:
         """The demo structure (examples/structure.yaml), as `connector structure apply`."""
-        from connector.structure_apply import apply_structure, load_structure_file
+        from connector.structure import apply_structure, load_structure_file
 
         # setup, not measured: the fleet's 3 option writes/s would only slow the start
         client = self.client(option_writes_per_second=1000.0)

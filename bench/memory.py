@@ -24,6 +24,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import Harness, emit
+from tasks import routing
 
 TARGET = 0.10
 MB = 1024 * 1024
@@ -31,8 +32,10 @@ MB = 1024 * 1024
 
 def measure(assets: int) -> dict[str, Any]:
     with Harness(assets, label="bench-mem") as world:
-        fetch = world.start_worker("fetch", 1, name="fetch")
-        other = world.start_worker("transform,push,media", 2, name="tpm")
+        fetch = world.start_worker(routing.FETCH_QUEUE, 1, name="fetch")
+        other = world.start_worker(
+            ",".join((routing.TRANSFORM_QUEUE, routing.PUSH_QUEUE, routing.MEDIA_QUEUE)), 2,
+            name="tpm")
         world.wait_workers()
         idle = {"fetch": sum(fetch.tree.rss().values()), "other": sum(other.tree.rss().values())}
         pids_before = set(fetch.tree.rss()) | set(other.tree.rss())

@@ -25,6 +25,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import ALL_QUEUES, BUDGET_PIM, Harness, bulk_window, emit
+from tasks import routing
 
 TARGET_SHARE = 0.85
 
@@ -48,13 +49,15 @@ def measure(
 
         def start_push_workers() -> None:
             for _ in range(push_workers):
-                world.start_worker("push", push_concurrency, name="push")
+                world.start_worker(routing.PUSH_QUEUE, push_concurrency, name="push")
             world.wait_workers()
 
         if layout == "single":
             world.start_worker(ALL_QUEUES, other_concurrency)
         else:
-            world.start_worker("fetch,transform,media", other_concurrency, name="ftm")
+            world.start_worker(
+                ",".join((routing.FETCH_QUEUE, routing.TRANSFORM_QUEUE, routing.MEDIA_QUEUE)),
+                other_concurrency, name="ftm")
             if not staged:
                 start_push_workers()
         world.wait_workers()

@@ -1,25 +1,36 @@
-"""The Celery app: `celery -A tasks worker|beat|flower` (settings in celeryconfig.py).
+"""The task layer and composition root: `celery -A tasks worker|beat|flower`.
 
-Task bodies live in `connector` (plain Python); the modules of this package only declare
-tasks (queue, retries, acks) and call into it. The task modules are imported here so that
-a worker registers all tasks whatever `-A` form is used (add new task modules to
-TASK_MODULES; `tasks.web` is the webhook WSGI app, not a task module).
+`connector/` is plain Python that knows nothing of Celery; this package is where the
+processes are put together: the Celery app and its tasks (tasks.celery_app, settings in
+celeryconfig.py), the names of tasks and queues (tasks.routing), what a process plugs into
+the pipeline (tasks.wiring: the Celery enqueuer and the intake flush scheduler, installed
+on worker start), the `connector` console script (tasks.cli), the webhook WSGI app
+(tasks.web) and the AMQP intake consumer (tasks.amqp_consumer).
+
+`app` is resolved lazily (PEP 562) so that importing `tasks.routing` — celeryconfig.py
+does, so do tests and benchmarks — neither builds the app nor imports the task modules.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
+from typing import TYPE_CHECKING, Any
 
-from celery import Celery
+if TYPE_CHECKING:
+    from celery import Celery
 
-app = Celery("connector")
-app.config_from_object("celeryconfig")
+    app: Celery
 
 TASK_MODULES = ("tasks.pipeline", "tasks.intake")
+"""Imported with the app, so that a worker registers all tasks whatever `-A` form is used
+(add new task modules here; `tasks.web` is the webhook WSGI app, not a task module)."""
 
-for _name in TASK_MODULES:
-    if importlib.util.find_spec(_name) is not None:
-        importlib.import_module(_name)
+
+def __getattr__(name: str) -> Any:
+    if name == "app":
+        from tasks.celery_app import app as found
+
+        return found
+    raise AttributeError(f"module 'tasks' has no attribute {name!r}")
+
 
 __all__ = ["TASK_MODULES", "app"]

@@ -20,13 +20,12 @@ from connector.config.model import SourceConfig
 from connector.intake.flush import flush_source, follow_up, is_transient
 from connector.intake.store import IntakeStore, known_sources
 from connector.redis_conn import Keys, get_redis
-from tasks import app
+from tasks import routing
+from tasks.celery_app import app
 
 log = logging.getLogger(__name__)
 
-FLUSH_TASK = "tasks.intake.flush"
-SWEEP_TASK = "tasks.intake.sweep"
-QUEUE = "push"  # consumed by every `worker` process of the Procfile
+QUEUE = routing.queue_of(routing.FLUSH_TASK)
 
 
 @functools.cache
@@ -52,7 +51,7 @@ def _sync(source: str, asset_ids: list[str], **kwargs: Any) -> Any:
 
 @app.task(
     bind=True,
-    name=FLUSH_TASK,
+    name=routing.FLUSH_TASK,
     queue=QUEUE,
     acks_late=True,
     reject_on_worker_lost=True,
@@ -84,7 +83,8 @@ def flush(self: Task, source: str) -> dict[str, Any]:
     return outcome.to_dict()
 
 
-@app.task(name=SWEEP_TASK, queue=QUEUE, ignore_result=True)
+@app.task(name=routing.SWEEP_TASK, queue=routing.queue_of(routing.SWEEP_TASK),
+          ignore_result=True)
 def sweep() -> dict[str, int]:
     """Safety net (worker start, and periodically from beat): schedule flushes for ids
     that wait without one — a lost enqueue, a worker that died holding a batch."""
@@ -97,15 +97,15 @@ def sweep() -> dict[str, int]:
     return scheduled
 
 
-# The safety net runs from beat too (every SWEEP_EVERY seconds), added here so that intake
-# stays self-contained; celeryconfig's own entries are left untouched.
-SWEEP_EVERY = 30.0
+# The safety net runs from beat too (every routing.SWEEP_EVERY seconds), added here so that
+# intake stays self-contained; celeryconfig's own entries (the user's schedules) are left
+# untouched.
 app.conf.beat_schedule = {
     **(app.conf.beat_schedule or {}),
-    "intake:sweep": {
-        "task": SWEEP_TASK,
-        "schedule": SWEEP_EVERY,
-        "options": {"queue": QUEUE, "expires": SWEEP_EVERY},
+    routing.SWEEP_ENTRY: {
+        "task": routing.SWEEP_TASK,
+        "schedule": routing.SWEEP_EVERY,
+        "options": {"queue": QUEUE, "expires": routing.SWEEP_EVERY},
     },
 }
 

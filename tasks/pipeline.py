@@ -27,7 +27,8 @@ from connector import pipeline
 from connector.dam.base import TransientDamError
 from connector.pim.errors import TransientPimError
 from connector.pipeline.resume import task_retry_countdown
-from tasks import app
+from tasks import routing
+from tasks.celery_app import app
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -125,7 +126,7 @@ class PipelineTask(ConfiguredRetryTask):
 
 
 @app.task(
-    base=PipelineTask, bind=True, name="tasks.pipeline.fetch_changed_assets",
+    base=PipelineTask, bind=True, name=routing.FETCH_TASK,
     soft_time_limit=3300, time_limit=3600, pipeline_kind="fetch", **RETRY_POLICY,
 )
 def fetch_changed_assets(
@@ -135,14 +136,31 @@ def fetch_changed_assets(
     trigger: str = "schedule",
     full: bool = False,
 ) -> dict[str, Any]:
-    """Fetch step of `run_id`; without a run id (beat), start a run of `source` first."""
+    """Fetch step of `run_id`; without a run id (beat), start a run of `source` and fetch
+    it here, in this same task (one hop, `pipeline.start_and_fetch`)."""
     if run_id is None:
-        return pipeline.start_run(source, trigger, full=full).to_dict()
-    return {"run_id": run_id, "state": patiently(lambda: pipeline.fetch(run_id).state)}
+        started: list[str] = []
+
+        def adopt(new_run_id: str) -> None:
+            # a retry, or the final failure, of this task concerns the run started here:
+            # Celery re-sends (and reports) the request's kwargs, so the run id goes there
+            started.append(new_run_id)
+            self.request.kwargs = {**(self.request.kwargs or {}), "run_id": new_run_id}
+
+        try:
+            return pipeline.start_and_fetch(
+                source, trigger, full=full, on_started=adopt
+            ).to_dict()
+        except Exception as exc:
+            if not started or not _redis_outage(exc):
+                raise
+            run_id = started[0]  # Redis went away during the fetch: wait for it, as below
+    fetch_run = run_id
+    return {"run_id": fetch_run, "state": patiently(lambda: pipeline.fetch(fetch_run).state)}
 
 
 @app.task(
-    base=PipelineTask, bind=True, name="tasks.pipeline.transform_chunk", pipeline_kind="chunk",
+    base=PipelineTask, bind=True, name=routing.TRANSFORM_TASK, pipeline_kind="chunk",
     **RETRY_POLICY,
 )
 def transform_chunk(self: PipelineTask, run_id: str, chunk_id: str) -> None:
@@ -150,7 +168,7 @@ def transform_chunk(self: PipelineTask, run_id: str, chunk_id: str) -> None:
 
 
 @app.task(
-    base=PipelineTask, bind=True, name="tasks.pipeline.push_batch", pipeline_kind="batch",
+    base=PipelineTask, bind=True, name=routing.PUSH_TASK, pipeline_kind="batch",
     **RETRY_POLICY,
 )
 def push_batch(self: PipelineTask, run_id: str, batch_id: str) -> None:
@@ -158,14 +176,14 @@ def push_batch(self: PipelineTask, run_id: str, batch_id: str) -> None:
 
 
 @app.task(
-    base=ConfiguredRetryTask, bind=True, name="tasks.pipeline.reconcile_source",
+    base=ConfiguredRetryTask, bind=True, name=routing.RECONCILE_TASK,
     soft_time_limit=3300, time_limit=3600, **RETRY_POLICY,
 )
 def reconcile_source(self: Task, source: str, apply: bool = False) -> dict[str, Any]:
     return pipeline.reconcile(source, apply=apply)
 
 
-@app.task(base=ConfiguredRetryTask, bind=True, name="tasks.pipeline.sync_asset_ids",
+@app.task(base=ConfiguredRetryTask, bind=True, name=routing.SYNC_IDS_TASK,
           **RETRY_POLICY)
 def sync_asset_ids(
     self: Task,
@@ -179,16 +197,15 @@ def sync_asset_ids(
 
 
 class CeleryEnqueuer:
-    """`connector.pipeline.Enqueuer` on top of this app (found via $CONNECTOR_ENQUEUER)."""
+    """`connector.pipeline.Enqueuer` on top of this app (installed by tasks.wiring)."""
 
     def fetch(self, source: str, run_id: str) -> None:
-        fetch_changed_assets.apply_async(kwargs={"source": source, "run_id": run_id})
+        fetch_changed_assets.apply_async(kwargs={"source": source, "run_id": run_id},
+                                         queue=routing.queue_of(routing.FETCH_TASK))
 
     def transform(self, run_id: str, chunk_id: str, media: bool = False) -> None:
-        transform_chunk.apply_async((run_id, chunk_id), queue="media" if media else "transform")
+        transform_chunk.apply_async((run_id, chunk_id), queue=routing.transform_queue(media))
 
     def push(self, run_id: str, batch_id: str, countdown: float = 0.0) -> None:
-        push_batch.apply_async((run_id, batch_id), countdown=countdown if countdown > 0 else None)
-
-
-enqueuer = CeleryEnqueuer()
+        push_batch.apply_async((run_id, batch_id), queue=routing.queue_of(routing.PUSH_TASK),
+                               countdown=countdown if countdown > 0 else None)

@@ -14,18 +14,19 @@ from typing import Any
 from connector.intake.web import WebhookApp
 from connector.redis_conn import Keys, get_redis
 from tasks.intake import config, schedule_flush
+from tasks.wiring import install
 
 log = logging.getLogger(__name__)
 
 
 def last_success(source: str) -> float | None:
     """End time (UNIX) of the newest succeeded run of `source` in the pipeline's run store."""
-    from connector.pipeline.runs import RunStore  # optional part: the gauge is left out if absent
+    from connector.pipeline.runs import RunState, RunStore  # optional: no gauge if absent
 
     runs = RunStore(get_redis(), Keys())
     for run_id in runs.run_ids(source, limit=50):  # newest first
         record = _get(runs, run_id)
-        if record is not None and record.state == "succeeded" and record.finished_at:
+        if record is not None and record.state == RunState.SUCCEEDED and record.finished_at:
             return float(record.finished_at.timestamp())
     return None
 
@@ -38,6 +39,9 @@ def _get(runs: Any, run_id: str) -> Any:
 
 
 def create_app() -> WebhookApp:
+    """The receiver of this gunicorn worker; the process is wired to Celery first (its
+    entry point is this module: tasks.wiring)."""
+    install()
     return WebhookApp(
         config(), get_redis(), Keys(), schedule=schedule_flush, last_success=last_success
     )

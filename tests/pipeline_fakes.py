@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO, Any
 
+from connector import pipeline as steps
 from connector.config.model import (
     Config,
     DeletionPolicy,
@@ -29,7 +30,6 @@ from connector.config.model import (
 from connector.dam.base import DamAsset, DamError, DamSource, Page
 from connector.pim.errors import AssetResult, PermanentPimError, TransientPimError
 from connector.pim.structure import AssetFamilyStructure, Attribute
-from connector.pipeline import sync as steps
 from connector.pipeline.services import Services
 from connector.redis_conn import Keys, get_redis
 from connector.transform.codes import asset_code

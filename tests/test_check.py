@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 import redis
 
-from connector.check import Finding, check_family, run_check
 from connector.config import parse_config
 from connector.config.model import PimConfig
 from connector.pim.cache import fetch_structure
@@ -19,7 +18,13 @@ from connector.redis_conn import Keys
 from connector.sandbox.pim import PimSandbox, PimSandboxSettings
 from connector.sandbox.server import BackgroundServer
 from connector.settings import PimCredentials, Secret
-from connector.structure_apply import apply_structure, load_structure_file
+from connector.structure import (
+    Finding,
+    apply_structure,
+    check_family,
+    load_structure_file,
+    run_check,
+)
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "structure.yaml"
 

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connector.check import run_check
+from connector import pipeline as steps
 from connector.config import ConfigError, parse_config
 from connector.config.model import (
     Config,
@@ -25,9 +25,10 @@ from connector.config.model import (
 from connector.dam.base import DamAsset
 from connector.pim.structure import AssetFamilyStructure, Attribute
 from connector.pipeline import reconcile
-from connector.pipeline import sync as steps
 from connector.pipeline.deletions import _targets
-from connector.transform.codes import MAX_CODE_LENGTH, asset_code
+from connector.rules import MAX_CODE_LENGTH
+from connector.structure import run_check
+from connector.transform.codes import asset_code
 from connector.transform.result import TransformedAsset
 from connector.transform.transformer import Transformer
 from tests.pipeline_fakes import FakeDam, FakePim, make_asset, make_config, make_services

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from connector.rules import MAX_CODE_LENGTH
 from connector.transform.codes import (
-    MAX_CODE_LENGTH,
     asset_code,
     decode_asset_code,
     is_hashed_code,

@@ -197,13 +197,12 @@ def test_demo_example_reads_the_sandbox_dam_into_the_right_families() -> None:
 
 
 def test_examples_pass_connector_check_against_the_demo_structure(namespace, redis_client) -> None:
-    from connector.check import run_check
     from connector.config.model import PimConfig
     from connector.pim.client import AkeneoClient
     from connector.redis_conn import Keys
     from connector.sandbox.pim import PimSandbox, PimSandboxSettings
     from connector.settings import PimCredentials
-    from connector.structure_apply import apply_structure, load_structure_file
+    from connector.structure import apply_structure, load_structure_file, run_check
 
     server = PimSandbox(PimSandboxSettings(max_concurrency=0)).serve()
     try:
@@ -244,7 +243,7 @@ def test_docs_complete_example_loads() -> None:
 def test_docs_mention_every_key() -> None:
     from marshmallow import Schema
 
-    from connector.config import schema as schemas
+    from connector.config import schemas
 
     text = (EXAMPLES.parent / "docs" / "configuration.md").read_text()
     missing = []
@@ -262,8 +261,7 @@ def test_schemas_cover_every_model_field() -> None:
     """A field added to model.py without a schema key would be unreachable from the file."""
     import dataclasses
 
-    from connector.config import model
-    from connector.config import schema as schemas
+    from connector.config import model, schemas
 
     pairs: list[tuple[Any, Any, set[str]]] = [
         (schemas.ConfigSchema, model.Config, {"path"}),
@@ -887,3 +885,30 @@ def test_compiled_expressions_never_raise_on_any_record(text: str, record: dict[
     except ExpressionError:
         return
     assert predicate(record) in (True, False)
+
+
+_CRON_ITEM = st.one_of(
+    st.just("*"),
+    st.integers(0, 12).map(str),
+    st.tuples(st.integers(0, 12), st.integers(0, 12)).map(lambda r: f"{r[0]}-{r[1]}"),
+    st.sampled_from(["mon", "fri", "sun", "SAT", "jan", "x", "mon-fri", "59", "0-23"]),
+).flatmap(lambda item: st.one_of(
+    st.just(item), st.integers(0, 61).map(lambda step: f"{item}/{step}")
+))
+_CRON_FIELD = st.lists(_CRON_ITEM, min_size=1, max_size=3).map(",".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_CRON_FIELD, min_size=5, max_size=5))
+def test_a_crontab_accepted_at_load_is_accepted_by_celery(fields: list[str]) -> None:
+    """connector/config/crontab.py validates without Celery; celeryconfig.py builds the
+    schedule with `celery.schedules.crontab`: whatever the first accepts, the second must."""
+    from celery.schedules import crontab
+
+    from connector.config.crontab import crontab_errors
+
+    if crontab_errors(" ".join(fields)):
+        return
+    minute, hour, day_of_month, month, day_of_week = fields
+    crontab(minute=minute, hour=hour, day_of_month=day_of_month, month_of_year=month,
+            day_of_week=day_of_week)

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import pytest
 
+from connector import pipeline as steps
 from connector.dam.base import DamAsset, TransientDamError
 from connector.pipeline import dead_letters, retry_dead_letters, run_report
-from connector.pipeline import sync as steps
 from connector.transform.result import Quarantined, Skipped, TransformedAsset
 from tests.pipeline_fakes import FakeDam, FakePim, FakeTransformer, make_asset, make_config
 from tests.pipeline_fakes import make_services as _make_services

@@ -10,10 +10,11 @@ from hypothesis import strategies as st
 
 from connector.config.model import PaginationConfig
 from connector.dam.base import PaginationLoopError
+from connector.dam.dates import format_since, parse_datetime
 from connector.dam.pagination import PAGINATORS, PageResponse, build_paginator
 from connector.dam.paths import MISSING, get_path, has_path
 from connector.dam.ratelimit import TokenBucket
-from connector.dam.rest import format_since, parse_datetime, parse_retry_after
+from connector.dam.rest import parse_retry_after
 
 # ---------------------------------------------------------------- paths
 

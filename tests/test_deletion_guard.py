@@ -11,12 +11,12 @@ from typing import IO, Any
 
 import pytest
 
+from connector import pipeline as steps
 from connector.config import ConfigError, parse_config
 from connector.config.model import MaxDeletions
 from connector.dam.base import BadRecord, DamAsset, DamSource, Page
 from connector.pim.errors import TransientPimError
 from connector.pipeline import apply_deletions, dead_letters
-from connector.pipeline import sync as steps
 from connector.pipeline.deletions import guard_message
 from tests.pipeline_fakes import FakeDam, FakePim, make_asset, make_config, make_services
 from tests.test_config import ENV, base, put

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from connector.config import ConfigError, load_config, parse_config
-from connector.intake.config_schema import RealtimeSchema, WebhookSchema
+from connector.config.schemas.intake import RealtimeSchema, WebhookSchema
 from connector.intake.signature import verify
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "webhooks.yaml"

@@ -9,11 +9,11 @@ import uuid
 import pytest
 
 from connector.config.model import EventFieldsConfig, QueueIntakeConfig
-from connector.intake.amqp import AmqpConsumer, publish_json
 from connector.intake.consumer import masked_url
 from connector.intake.redis_stream import RedisStreamConsumer
 from connector.intake.store import IntakeStore
 from connector.redis_conn import Keys
+from tasks.amqp_consumer import AmqpConsumer, publish_json
 from tests.helpers import wait_for
 
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672//"

@@ -1,4 +1,9 @@
-"""The fleet-wide PIM request budget, against the real Redis (and real processes)."""
+"""The fleet-wide PIM request budget, against the real Redis (and real processes).
+
+Timing is asserted on the schedule, never on elapsed wall-clock time (a busy machine makes
+that flaky): the sleeps the budget asked for (`Sleeps`, injected) and the Redis-server times
+at which it granted leases (their scores in the budget's sliding-window logs).
+"""
 
 from __future__ import annotations
 
@@ -9,12 +14,13 @@ import sys
 import textwrap
 import threading
 import time
+from typing import Any
 
 import pytest
 import redis
 
 from connector.config.model import PimConfig
-from connector.pim.budget import RequestBudget, rate_window
+from connector.pim.budget import Lease, RequestBudget, rate_window
 from connector.pim.errors import TransientPimError
 from connector.redis_conn import Keys
 from tests.helpers import wait_for
@@ -22,9 +28,31 @@ from tests.helpers import wait_for
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def make_budget(redis_client: redis.Redis, namespace: str, **kw: float) -> RequestBudget:
-    options: dict = {"max_wait": 5.0, "poll_interval": 0.005, **kw}
+POLL = 0.005
+
+
+class Sleeps:
+    """The budget's sleep: records each requested pause, then really sleeps it (the limits
+    live in Redis, whose clock must move on)."""
+
+    def __init__(self) -> None:
+        self.requested: list[float] = []
+
+    def __call__(self, seconds: float) -> None:
+        self.requested.append(seconds)
+        time.sleep(seconds)
+
+
+def make_budget(redis_client: redis.Redis, namespace: str, **kw: Any) -> RequestBudget:
+    options: dict[str, Any] = {"max_wait": 5.0, "poll_interval": POLL, **kw}
     return RequestBudget(redis_client, Keys(namespace), **options)
+
+
+def granted_at(redis_client: redis.Redis, key: str, lease: Lease) -> int:
+    """When Redis granted `lease`, in Redis-server ms (its score in the window log `key`)."""
+    score = redis_client.zscore(key, lease.id)
+    assert score is not None, "read it while the lease is still in the window"
+    return int(score)
 
 
 @pytest.mark.parametrize(
@@ -74,22 +102,25 @@ def test_in_flight_limit_blocks_the_fifth_and_release_frees_a_slot(redis_client,
 
 
 def test_a_waiting_thread_gets_the_slot_as_soon_as_one_is_released(redis_client, namespace):
-    budget = make_budget(redis_client, namespace, max_in_flight=1)
+    sleeps = Sleeps()
+    budget = make_budget(redis_client, namespace, max_in_flight=1, sleep=sleeps)
     first = budget.acquire()
-    got: list[float] = []
+    got: list[int] = []
 
     def second() -> None:
-        with budget.slot():
-            got.append(time.monotonic())
+        with budget.slot() as lease:
+            got.append(granted_at(redis_client, budget.rate_key, lease))
 
     thread = threading.Thread(target=second)
     thread.start()
     wait_for(lambda: budget.stats()["waiting_now"] == 1, 2, what="the second thread to wait")
     assert not got  # still blocked: the only slot is held
-    released_at = time.monotonic()
     budget.release(first)
     thread.join(5)
-    assert got and got[0] - released_at < 1.0
+    assert got
+    # it only ever polled (never slept longer than one jittered poll), so it took the slot
+    # at the first poll after the release
+    assert sleeps.requested and max(sleeps.requested) <= 1.5 * POLL
     assert budget.stats()["waits"] == 1
 
 
@@ -119,64 +150,75 @@ def test_a_killed_process_cannot_leak_its_slots(redis_client, redis_url, namespa
     finally:
         proc.kill()
         proc.wait(10)
-    budget = make_budget(redis_client, namespace, max_in_flight=4, lease_ttl=30, max_wait=10)
+    sleeps = Sleeps()
+    budget = make_budget(redis_client, namespace, max_in_flight=4, lease_ttl=30, max_wait=10,
+                         sleep=sleeps)
     assert budget.in_flight() == 4  # the dead process still "holds" them…
-    started = time.monotonic()
+    expiries = [int(score) for _, score in
+                redis_client.zrange(budget.in_flight_key, 0, -1, withscores=True)]
     leases = [budget.acquire() for _ in range(4)]  # …until their leases expire
-    assert time.monotonic() - started < 8
+    grants = [granted_at(redis_client, budget.rate_key, lease) for lease in leases]
+    assert max(grants) >= max(expiries)  # not one slot before the dead leases expired…
+    # …and no longer: it polled (no long sleep), at most the 3 s lease time in all
+    assert max(sleeps.requested, default=0) <= 1.5 * POLL and sum(sleeps.requested) < 3.5
     for lease in leases:
         budget.release(lease)
     assert budget.in_flight() == 0
 
 
 def test_request_rate_never_exceeds_the_limit_in_any_window(redis_client, namespace):
+    sleeps = Sleeps()
     budget = make_budget(redis_client, namespace, max_in_flight=50, requests_per_second=10,
-                         window_margin=0.0)
-    times = []
+                         window_margin=0.0, sleep=sleeps)
+    grants = []
+    slept_before = []
     for _ in range(15):
-        with budget.slot():
-            times.append(time.monotonic())
-    assert all(times[i + 10] - times[i] >= 0.95 for i in range(len(times) - 10))
-    assert times[9] - times[0] < 0.5  # a burst up to the limit is allowed
+        slept_before.append(len(sleeps.requested))
+        with budget.slot() as lease:
+            grants.append(granted_at(redis_client, budget.rate_key, lease))
+    assert all(grants[i + 10] - grants[i] >= 1000 for i in range(len(grants) - 10))
+    assert slept_before[10] == 0  # a burst up to the limit is allowed: no wait at all
     assert budget.stats()["waits"] >= 1
 
 
 def test_option_writes_have_their_own_slower_window(redis_client, namespace):
+    sleeps = Sleeps()
     budget = make_budget(redis_client, namespace, max_in_flight=50, requests_per_second=100,
-                         option_writes_per_second=3)
-    option_times = []
+                         option_writes_per_second=3, sleep=sleeps)
+    option_grants = []
     for _ in range(5):
-        with budget.slot(option_write=True):
-            option_times.append(time.monotonic())
-    assert option_times[3] - option_times[0] >= 1.0
-    assert option_times[4] - option_times[1] >= 1.0
+        with budget.slot(option_write=True) as lease:
+            option_grants.append(granted_at(redis_client, budget.option_key, lease))
+    assert option_grants[3] - option_grants[0] >= 1000
+    assert option_grants[4] - option_grants[1] >= 1000
     # Other requests are not held back by the option-write window.
-    started = time.monotonic()
+    slept = len(sleeps.requested)
     with budget.slot():
         pass
-    assert time.monotonic() - started < 0.2
+    assert len(sleeps.requested) == slept
 
 
 def test_retry_after_gate_holds_every_sender_and_never_shortens(redis_client, namespace):
     budget = make_budget(redis_client, namespace)
     other_process_view = make_budget(redis_client, namespace)
     budget.block_for(0.6)
+    gate = int(redis_client.get(budget.gate_key) or 0)  # "not before", Redis-server ms
     budget.block_for(0.1)  # a shorter Retry-After must not reopen the gate early
-    assert 0.4 < other_process_view.gate_remaining() <= 0.6
-    started = time.monotonic()
-    with other_process_view.slot():
-        waited = time.monotonic() - started
-    assert waited >= 0.45
+    assert int(redis_client.get(budget.gate_key) or 0) == gate
+    assert other_process_view.gate_remaining() <= 0.6
+    with other_process_view.slot() as lease:
+        granted = granted_at(redis_client, other_process_view.rate_key, lease)
+    assert granted >= gate  # nothing granted before the gate opened
     assert other_process_view.gate_remaining() == 0
 
 
 def test_a_gate_longer_than_the_wait_bound_is_handed_to_the_caller(redis_client, namespace):
-    budget = make_budget(redis_client, namespace, max_wait=0.5)
+    sleeps = Sleeps()
+    budget = make_budget(redis_client, namespace, max_wait=0.5, sleep=sleeps)
     budget.block_for(30)
-    started = time.monotonic()
     with pytest.raises(TransientPimError, match="budget wait exceeded") as info:
         budget.acquire()
-    assert time.monotonic() - started < 0.3  # no pointless blocking
+    assert sleeps.requested == []  # no pointless blocking
     assert info.value.retry_after is not None and 29 < info.value.retry_after <= 30
 
 

@@ -1,4 +1,4 @@
-"""celeryconfig.py: the Celery traps of DOMAIN.md §4, asserted. Each check imports the
+"""celeryconfig.py: the Celery traps of docs/design.md, asserted. Each check imports the
 module in a fresh interpreter, because its values come from the environment."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any
 
 from connector.config.model import Config, ScheduleConfig, SourceConfig, SyncConfig
 from connector.pipeline.schedule import ScheduleError, schedule_entries
+from tasks import routing
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -84,10 +85,10 @@ def test_delivery_guarantees_json_and_visibility_timeout() -> None:
 
 def test_queues_routes_and_namespace_isolation() -> None:
     conf = _load({"REDIS_URL": "redis://127.0.0.1:6379/0", "CONNECTOR_NAMESPACE": "tenant-7"})
-    assert {"fetch", "transform", "push", "media"} <= set(conf["queues"])
-    assert conf["routes"]["tasks.pipeline.fetch_changed_assets"]["queue"] == "fetch"
-    assert conf["routes"]["tasks.pipeline.transform_chunk"]["queue"] == "transform"
-    assert conf["routes"]["tasks.pipeline.push_batch"]["queue"] == "push"
+    assert set(routing.QUEUES) <= set(conf["queues"])
+    assert conf["routes"][routing.FETCH_TASK]["queue"] == routing.FETCH_QUEUE
+    assert conf["routes"][routing.TRANSFORM_TASK]["queue"] == routing.TRANSFORM_QUEUE
+    assert conf["routes"][routing.PUSH_TASK]["queue"] == routing.PUSH_QUEUE
     assert conf["broker_url"] == "redis://127.0.0.1:6379/0"
     assert conf["broker_transport_options"]["global_keyprefix"] == "tenant-7:celery:"
     assert conf["result_backend_transport_options"]["global_keyprefix"] == "tenant-7:celery:"
@@ -127,10 +128,10 @@ def test_beat_schedule_comes_from_the_user_config(tmp_path: Path) -> None:
     conf = _load({"CONNECTOR_CONFIG": str(config)}, cwd=tmp_path)
     beat = conf["beat"]
     assert set(beat) == {"sync:one", "reconcile:one", "sync:two"}
-    assert beat["sync:one"]["task"] == "tasks.pipeline.fetch_changed_assets"
+    assert beat["sync:one"]["task"] == routing.FETCH_TASK
     assert beat["sync:one"]["kwargs"] == {"source": "one", "trigger": "schedule"}
     assert beat["sync:one"]["schedule"] == "datetime.timedelta(seconds=90)"
-    assert beat["reconcile:one"]["task"] == "tasks.pipeline.reconcile_source"
+    assert beat["reconcile:one"]["task"] == routing.RECONCILE_TASK
     assert "15 3 * * 1" in beat["reconcile:one"]["schedule"]
     assert "*/5" in beat["sync:two"]["schedule"]
     # no config (or a broken one): no schedule, and the worker still starts

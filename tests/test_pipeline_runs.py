@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from connector.pipeline import sync as steps
+from connector import pipeline as steps
 from connector.pipeline.runs import RunStore
 from connector.redis_conn import Keys, get_redis
 from tests.pipeline_fakes import FakeDam, FakePim, make_asset, make_config, make_services

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from connector import pipeline as steps
 from connector.config.model import DeletionPolicy
 from connector.pim.errors import TransientPimError
 from connector.pipeline import (
@@ -18,8 +19,8 @@ from connector.pipeline import (
     run_report,
     sync_assets_by_id,
 )
-from connector.pipeline import sync as steps
-from connector.pipeline.sync import backoff_delay, names_unknown_structure
+from connector.pipeline.steps.push import names_unknown_structure
+from connector.retry import backoff_delay
 from connector.transform.codes import asset_code
 from tests.pipeline_fakes import FakeDam, FakePim, make_asset, make_config, make_services
 

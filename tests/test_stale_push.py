@@ -15,9 +15,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from connector.cli.ops import _print_report
+from connector import pipeline as steps
+from connector.cli.reports import print_report
 from connector.pipeline import run_report, sync_assets_by_id
-from connector.pipeline import sync as steps
 from connector.pipeline.stores import VersionGate
 from connector.redis_conn import Keys, get_redis
 from connector.transform.codes import asset_code
@@ -82,7 +82,7 @@ def test_a_late_push_of_an_abandoned_run_cannot_overwrite_a_newer_value(
     assert counts["updated"] == 2  # equal versions (B wrote them too) still go through
     assert run_report(run_b.run_id, services=services)["counts"]["superseded"] == 0
     assert services.assets.get("dam", "A00000-X").run_id == run_b.run_id  # type: ignore[union-attr]
-    _print_report(report)  # what `connector report` shows
+    print_report(report)  # what `connector report` shows
     assert re.search(r"^  superseded +1$", capsys.readouterr().out, re.MULTILINE)
 
 

@@ -19,7 +19,7 @@ from connector.redis_conn import Keys
 from connector.sandbox.pim import PimSandbox, PimSandboxSettings
 from connector.sandbox.server import BackgroundServer
 from connector.settings import PimCredentials, Secret
-from connector.structure_apply import (
+from connector.structure import (
     StructureFileError,
     apply_structure,
     load_structure_file,
@@ -121,6 +121,21 @@ def test_invalid_file_reports_every_error_with_its_path():
     ]
     for prefix in expected:
         assert any(e.startswith(prefix) for e in errors), (prefix, errors)
+
+
+def test_locale_codes_follow_the_one_rule_of_the_config() -> None:
+    """connector/rules.py: a script subtag is a locale (zh_Hans_CN), a lower-case region
+    is not (en_us), in the structure file as in the config file."""
+    spec = parse_structure({"locales": ["en_US", "zh_Hans_CN", "es_419"], "families": {
+        "packshots": {"labels": {"zh_Hans_CN": "产品图"}}}})
+    assert spec.locales == ("en_US", "zh_Hans_CN", "es_419")
+    with pytest.raises(StructureFileError) as info:
+        parse_structure({"locales": ["en_us"], "families": {
+            "packshots": {"labels": {"en_us": "Packshots"}}}})
+    assert info.value.errors == [
+        "locales[0]: not a locale",
+        "families.packshots.labels.en_us: (key) not a locale code",
+    ]
 
 
 def test_main_media_must_be_a_media_attribute():

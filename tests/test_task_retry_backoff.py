@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+from tasks import routing
+
 ROOT = Path(__file__).resolve().parent.parent
 
 _PROBE = textwrap.dedent(
@@ -79,8 +81,7 @@ def _countdowns(tmp_path: Path, retry_after: float | None) -> dict[str, list[flo
 
 def test_task_retries_back_off_by_the_sync_config(tmp_path: Path) -> None:
     found = _countdowns(tmp_path, None)
-    assert set(found) == {"tasks.pipeline.transform_chunk", "tasks.pipeline.push_batch",
-                          "tasks.pipeline.sync_asset_ids"}
+    assert set(found) == {routing.TRANSFORM_TASK, routing.PUSH_TASK, routing.SYNC_IDS_TASK}
     for name, countdowns in found.items():
         assert len(countdowns) == 6, (name, countdowns)
         for retries, countdown in enumerate(countdowns):

@@ -20,8 +20,9 @@ from connector.dam.base import DamAsset
 from connector.pim.errors import PermanentPimError
 from connector.pim.structure import AssetFamilyStructure
 from connector.redis_conn import Keys
+from connector.transform.plan import PlannedAsset
 from connector.transform.result import Quarantined, TransformedAsset
-from connector.transform.transformer import PlannedAsset, Transformer
+from connector.transform.transformer import Transformer
 from tests.test_transform_media import PDF, FakeDam, FakeUploader, handler, transform_with
 from tests.test_transform_transformer import Writer, auto_config, packshot, transformer
 

@@ -23,8 +23,9 @@ from connector.dam.base import BadRecord, DamAsset, Page
 from connector.pim.cache import UnknownFamilyError
 from connector.pim.errors import PermanentPimError, TransientPimError
 from connector.pim.structure import AssetFamilyStructure, Attribute
+from connector.transform.plan import content_hash
 from connector.transform.result import Quarantined, Skipped, TransformedAsset
-from connector.transform.transformer import Transformer, content_hash
+from connector.transform.transformer import Transformer
 
 SOURCE = SourceConfig(name="dam", type="rest")
 
@@ -445,7 +446,7 @@ def test_content_hash_is_stable_across_processes() -> None:
     result = transformer().transform(packshot())
     assert isinstance(result, TransformedAsset)
     script = (
-        "from connector.transform.transformer import content_hash;"
+        "from connector.transform.plan import content_hash;"
         f"print(content_hash('packshots', {result.code!r}, {result.values!r}, "
         f"{result.product_identifiers!r}))"
     )
@@ -479,7 +480,7 @@ def test_outcome_round_trips_through_json() -> None:
 
 
 def test_make_option_writer_patches_then_notes_the_cache() -> None:
-    from connector.transform.transformer import make_option_writer
+    from connector.transform.options import make_option_writer
 
     calls: list[tuple[Any, ...]] = []
 

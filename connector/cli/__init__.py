@@ -4,6 +4,11 @@
 and registers them below with one import and one `main.add_command(...)`. Command modules
 import only click at module level (heavy imports go inside the commands) so that
 `connector --help` stays fast.
+
+The `connector` console script is tasks.cli:main: this same group, in a process that the
+composition root (tasks/) has wired to Celery first, and with `intake amqp` added (its
+consumer needs kombu). Commands that enqueue work get their task queue from that wiring,
+never by importing tasks/ themselves.
 """
 
 from __future__ import annotations
@@ -34,15 +39,11 @@ main.add_command(structure)
 main.add_command(check)
 main.add_command(intake)
 
-from connector.cli.ops import (  # noqa: E402
-    explain,
-    failures,
-    flower,
-    quarantine_group,
-    reconcile,
-    status,
-    sync,
-)
+from connector.cli.explain import explain  # noqa: E402
+from connector.cli.failures import failures, quarantine_group  # noqa: E402
+from connector.cli.flower import flower  # noqa: E402
+from connector.cli.reconcile import reconcile  # noqa: E402
+from connector.cli.sync import status, sync  # noqa: E402
 
 for _command in (sync, status, failures, quarantine_group, explain, reconcile, flower):
     main.add_command(_command)

@@ -1,4 +1,5 @@
-"""Helpers shared by every `connector` subcommand: config, PIM client, output, exit codes.
+"""Helpers shared by every `connector` subcommand: config, PIM client, pipeline services,
+output, exit codes.
 
 Exit codes: 0 fine, 1 problems found or an operation failed, 2 bad configuration or usage
 (click's own usage errors are 2 as well). Heavy modules are imported inside the helpers so
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from connector.config.model import Config, PimConfig
     from connector.pim.cache import StructureCache
     from connector.pim.client import AkeneoClient
+    from connector.pipeline.services import Services
 
 EXIT_OK = 0
 EXIT_PROBLEMS = 1
@@ -118,3 +120,50 @@ def pim_errors() -> Iterator[None]:
 
 def echo_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, default=str))
+
+
+# ---------------------------------------------------------------- the pipeline's commands
+# sync, status, failures, quarantine, explain, reconcile and links all start here.
+
+
+def config_and_services(config_path: str | None) -> tuple[Config, Services]:
+    """Config (exit 2 on errors) and this process's pipeline services built from it."""
+    config = load_config_or_exit(config_path)
+    if config_path:
+        os.environ["CONNECTOR_CONFIG"] = config_path  # the services read the same file
+    from connector.pipeline import get_services
+
+    with operational_errors():
+        return config, get_services()
+
+
+@contextmanager
+def operational_errors() -> Iterator[None]:
+    """Redis/PIM/DAM failures → one clear line and exit 1 (no traceback for an operator)."""
+    import redis
+
+    from connector.dam.base import DamError
+    from connector.pim.errors import PimError
+    from connector.pipeline.errors import PipelineError, UnknownRunError, UnknownSourceError
+    from connector.settings import SettingsError
+
+    try:
+        yield
+    except (UnknownSourceError, UnknownRunError) as exc:
+        fail(str(exc), EXIT_CONFIG)
+    except SettingsError as exc:
+        fail(str(exc), EXIT_CONFIG)
+    except redis.RedisError as exc:
+        fail(f"Redis is unreachable or failed ({type(exc).__name__}): {exc}")
+    except (PimError, DamError, PipelineError) as exc:
+        fail(f"{type(exc).__name__}: {exc}")
+
+
+def source_names(config: Config, source: str | None) -> list[str]:
+    """SOURCE, checked against the config (exit 2 when unknown), or every configured one."""
+    names = [s.name for s in config.sources]
+    if source is None:
+        return names
+    if source not in names:
+        fail(f"unknown source {source!r}; configured: {', '.join(names) or 'none'}", EXIT_CONFIG)
+    return [source]

@@ -167,7 +167,7 @@ def _clear_namespace(namespace: str) -> None:
 )
 def demo(assets: int, once: bool, workdir: str | None) -> None:
     """Run the connector end to end on the built-in sandbox DAM and PIM."""
-    from connector.cli.ops import _print_report, _wait_for_runs
+    from connector.cli.reports import print_report, wait_for_runs
 
     work = Path(workdir or ROOT / "var" / "demo").resolve()
     logs = work / "logs"
@@ -245,7 +245,7 @@ def demo(assets: int, once: bool, workdir: str | None) -> None:
                 else:
                     click.echo(f"{source.name}: {result.message}")
             click.echo(f"first sync of {len(run_ids)} source(s) enqueued; waiting for the worker…")
-            reports = _wait_for_runs(
+            reports = wait_for_runs(
                 run_ids,
                 lambda run_id: run_report(run_id, services=services),
                 timeout=1800,
@@ -253,7 +253,7 @@ def demo(assets: int, once: bool, workdir: str | None) -> None:
             )
             procs.check_alive()
             for report in reports.values():
-                _print_report(report)
+                print_report(report)
             if any(r["state"] != "succeeded" for r in reports.values()):
                 code = EXIT_PROBLEMS
             env_file = work / "env.sh"

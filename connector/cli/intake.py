@@ -1,9 +1,11 @@
 """`connector intake redis-stream SOURCE` / `connector intake amqp SOURCE`: long-running
 queue consumers (one process per source and transport; run several for more throughput).
 
-Each message is recorded in Redis and acknowledged; flushes are enqueued as Celery tasks
-(`tasks.intake.flush`, through $CONNECTOR_INTAKE_SCHEDULER). SIGTERM/SIGINT stop cleanly:
-the message in hand is finished (or left unacknowledged for redelivery).
+Each message is recorded in Redis and acknowledged; flushes are enqueued through the
+scheduler the entry point wired in (tasks/wiring.py: a Celery task). The `amqp` command is
+added to this group by tasks/cli.py, because its consumer needs kombu, which connector/
+does not import. SIGTERM/SIGINT stop cleanly: the message in hand is finished (or left
+unacknowledged for redelivery).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -19,6 +22,7 @@ from connector.cli.common import EXIT_CONFIG, config_option, fail, load_config_o
 
 if TYPE_CHECKING:
     from connector.config.model import QueueIntakeConfig, SourceConfig
+    from connector.intake.flush import FlushScheduler
 
 
 @click.group("intake")
@@ -70,6 +74,29 @@ def _logging(verbose: bool) -> None:
     )
 
 
+def flush_scheduler() -> FlushScheduler | None:
+    """What the entry point wired in (tasks/: a Celery flush task); None: the events wait
+    for the next sweep instead of a flush of their own."""
+    from connector.pipeline.services import wiring
+
+    return wiring().flush_scheduler
+
+
+def run_consumer(
+    source_name: str,
+    config_path: str | None,
+    transport: str,
+    verbose: bool,
+    build: Callable[[SourceConfig, Any, FlushScheduler | None], Any],
+) -> None:
+    """Run the consumer `build(source, store, schedule)` makes for SOURCE until signalled
+    (the transports that need a broker library are added by tasks/cli.py)."""
+    _logging(verbose)
+    source = _queue_source(config_path, source_name, transport)
+    assert source.queue is not None
+    _run_until_signalled(build(source, _store(source), flush_scheduler()), source.queue)
+
+
 @intake.command("redis-stream")
 @click.argument("source_name", metavar="SOURCE")
 @config_option()
@@ -79,34 +106,17 @@ def redis_stream(
     source_name: str, config_path: str | None, consumer: str | None, verbose: bool
 ) -> None:
     """Consume SOURCE's Redis stream with its consumer group until stopped."""
-    from connector.intake.flush import load_scheduler
     from connector.intake.redis_stream import RedisStreamConsumer, stream_client
     from connector.settings import redis_url
 
-    _logging(verbose)
-    source = _queue_source(config_path, source_name, "redis_stream")
-    assert source.queue is not None
-    runner = RedisStreamConsumer(
-        source.queue,
-        _store(source),
-        stream_client(source.queue, redis_url()),
-        consumer=consumer,
-        schedule=load_scheduler(),
-    )
-    _run_until_signalled(runner, source.queue)
+    def build(source: SourceConfig, store: Any, schedule: FlushScheduler | None) -> Any:
+        assert source.queue is not None
+        return RedisStreamConsumer(
+            source.queue,
+            store,
+            stream_client(source.queue, redis_url()),
+            consumer=consumer,
+            schedule=schedule,
+        )
 
-
-@intake.command("amqp")
-@click.argument("source_name", metavar="SOURCE")
-@config_option()
-@click.option("--verbose", "-v", is_flag=True, help="Debug logging.")
-def amqp(source_name: str, config_path: str | None, verbose: bool) -> None:
-    """Consume SOURCE's AMQP queue (RabbitMQ) until stopped."""
-    from connector.intake.amqp import AmqpConsumer
-    from connector.intake.flush import load_scheduler
-
-    _logging(verbose)
-    source = _queue_source(config_path, source_name, "amqp")
-    assert source.queue is not None
-    runner = AmqpConsumer(source.queue, _store(source), schedule=load_scheduler())
-    _run_until_signalled(runner, source.queue)
+    run_consumer(source_name, config_path, "redis_stream", verbose, build)

@@ -11,8 +11,13 @@ from typing import Any
 
 import click
 
-from connector.cli.common import config_option, echo_json
-from connector.cli.ops import _operational_errors, _services, _sources
+from connector.cli.common import (
+    config_and_services,
+    config_option,
+    echo_json,
+    operational_errors,
+    source_names,
+)
 
 
 @click.group("links")
@@ -29,12 +34,12 @@ def links_pending(
     source: str | None, limit: int, as_json: bool, config_path: str | None
 ) -> None:
     """Pending links: product, asset, link or unlink, why, since when, tries."""
-    config, services = _services(config_path)
+    config, services = config_and_services(config_path)
     from connector.pipeline.linking import pending_links
 
     out: dict[str, list[dict[str, Any]]] = {}
-    with _operational_errors():
-        for name in _sources(config, source):
+    with operational_errors():
+        for name in source_names(config, source):
             out[name] = pending_links(name, limit, services=services)
     if as_json:
         echo_json(out)

@@ -175,7 +175,7 @@ def structure_apply(file: str, dry_run: bool, as_json: bool, config_path: str | 
     Idempotent: only what differs from the live PIM is written; applying the same file
     twice reports every item unchanged the second time.
     """
-    from connector.structure_apply import StructureFileError, apply_structure, load_structure_file
+    from connector.structure import StructureFileError, apply_structure, load_structure_file
 
     try:
         spec = load_structure_file(file)
@@ -217,7 +217,7 @@ def check(as_json: bool, config_path: str | None) -> None:
 
     Exit 0 when fine, 1 when there are problems, 2 on configuration errors.
     """
-    from connector.check import run_check
+    from connector.structure import run_check
 
     config = load_config_or_exit(config_path)
     client = build_client(config.pim)

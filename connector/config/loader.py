@@ -17,8 +17,9 @@ from typing import Any
 import yaml
 from marshmallow import ValidationError
 
+from connector.config.interpolate import ErrorPath, interpolate
 from connector.config.model import Config
-from connector.config.schema import ConfigSchema, ErrorPath, interpolate
+from connector.config.schemas import ConfigSchema
 
 CONFIG_ENV_VAR = "CONNECTOR_CONFIG"
 

@@ -19,11 +19,6 @@ MISSING: Any = object()
 """Sentinel returned by `get_path(..., default=MISSING)` to tell "absent" from `None`."""
 
 
-def split_path(path: str) -> list[str]:
-    """The segments of a dotted path ("" → no segments)."""
-    return [] if path == "" else path.split(".")
-
-
 def get_path(obj: Any, path: str, default: Any = None) -> Any:
     """The value at `path` inside `obj`, or `default` when any step is missing.
 

@@ -138,6 +138,8 @@ class DamRequestBudget(RequestBudget):
         max_in_flight: int = 4,
         lease_ttl: float = 150.0,
         max_wait: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         super().__init__(
             redis_client,
@@ -147,6 +149,8 @@ class DamRequestBudget(RequestBudget):
             requests_per_second=requests_per_second if requests_per_second > 0 else 1e6,
             lease_ttl=lease_ttl,
             max_wait=max_wait,
+            clock=clock,
+            sleep=sleep,
         )
         self.source = source
         self.in_flight_key = keys.of("dam", source, "budget", "in_flight")

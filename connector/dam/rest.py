@@ -8,20 +8,20 @@ connection errors: a Retry-After (seconds or HTTP-date) closes the budget's gate
 process until it expires, otherwise the wait is exponential with jitter (`backoff_base`,
 `backoff_max`). Only then does a `TransientDamError` tell the pipeline to try again later.
 Records that cannot be normalised come back as `BadRecord`s in the page: one broken record
-never stops a sync.
+never stops a sync. What a record means is in `connector.dam.records`, DAM dates in
+`connector.dam.dates`; this module is the request loop and the paging.
 """
 
 from __future__ import annotations
 
-import email.utils
 import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
-from urllib.parse import quote, urljoin, urlsplit
+from urllib.parse import quote, urlsplit
 
 import requests
 
@@ -35,10 +35,12 @@ from connector.dam.base import (
     Page,
     TransientDamError,
 )
+from connector.dam.dates import format_since
 from connector.dam.media import MediaError, Resolver, downloader_for, safe_url
 from connector.dam.pagination import PageResponse, build_paginator
 from connector.dam.paths import MISSING, get_path
 from connector.dam.ratelimit import DamThrottle, DamThrottledError, LocalThrottle
+from connector.dam.records import normalise_record
 from connector.retry import backoff_delay, parse_retry_after
 
 log = logging.getLogger(__name__)
@@ -52,81 +54,6 @@ class BadRecordError(DamError):
     def __init__(self, bad: BadRecord) -> None:
         super().__init__(f"record {bad.record_id!r} of {bad.source}: {bad.reason}")
         self.bad = bad
-
-
-# ---------------------------------------------------------------- dates
-
-
-def parse_datetime(value: Any) -> datetime:
-    """A DAM timestamp as an aware UTC datetime; ValueError when it is not one.
-
-    Accepts ISO 8601 (with or without zone, `Z`), epoch seconds or milliseconds (numbers
-    or digit strings), `YYYY-MM-DD HH:MM:SS` and RFC 2822 dates.
-    """
-    if isinstance(value, datetime):
-        dt = value
-    elif isinstance(value, bool) or value is None:
-        raise ValueError(f"not a date: {value!r}")
-    elif isinstance(value, int | float):
-        dt = _from_epoch(float(value))
-    elif isinstance(value, str):
-        text = value.strip()
-        if not text:
-            raise ValueError("empty date")
-        try:
-            dt = _from_epoch(float(text))
-        except ValueError:
-            dt = _parse_date_text(text)
-    else:
-        raise ValueError(f"not a date: {type(value).__name__}")
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return dt.astimezone(UTC)
-
-
-def _from_epoch(seconds: float) -> datetime:
-    if seconds != seconds or seconds in (float("inf"), float("-inf")):
-        raise ValueError("not a finite number")
-    if abs(seconds) > 1e11:  # milliseconds (1e11 s is the year 5138)
-        seconds /= 1000.0
-    try:
-        return datetime.fromtimestamp(seconds, tz=UTC)
-    except (OverflowError, OSError) as exc:
-        raise ValueError(str(exc)) from None
-
-
-def _parse_date_text(text: str) -> datetime:
-    try:
-        return datetime.fromisoformat(text)
-    except ValueError:
-        pass
-    for pattern in ("%Y-%m-%d %H:%M:%S", "%Y/%m/%d %H:%M:%S", "%d/%m/%Y %H:%M:%S"):
-        try:
-            return datetime.strptime(text, pattern)
-        except ValueError:
-            continue
-    try:
-        return email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        raise ValueError(f"unparsable date {text[:60]!r}") from None
-
-
-def format_since(since: datetime, fmt: str) -> str:
-    """The watermark as the DAM wants it: "iso", "epoch", "epoch_ms" or a strftime pattern.
-
-    Precision is cut downwards (whole seconds), so a DAM filtering with `>=` returns a
-    little more, never less.
-    """
-    if since.tzinfo is None:
-        since = since.replace(tzinfo=UTC)
-    since = since.astimezone(UTC)
-    if fmt == "iso":
-        return since.strftime("%Y-%m-%dT%H:%M:%SZ")
-    if fmt == "epoch":
-        return str(int(since.timestamp()))
-    if fmt == "epoch_ms":
-        return str(int(since.timestamp() * 1000))
-    return since.strftime(fmt)
 
 
 # ---------------------------------------------------------------- the adapter
@@ -288,51 +215,7 @@ class RestSource(DamSource):
 
     def normalise(self, item: Any) -> DamAsset | BadRecord:
         """One raw item → DamAsset, or BadRecord with the reason (never raises)."""
-        cfg = self.config
-        endpoint = cfg.list
-        if not isinstance(item, dict):
-            return BadRecord(self.name, item, f"record is a {type(item).__name__}, not an object")
-        raw_id = get_path(item, endpoint.id_field)
-        if (
-            raw_id is None
-            or isinstance(raw_id, bool | dict | list)
-            or not str(raw_id).strip()
-        ):
-            return BadRecord(
-                self.name, item, f"missing id (field {endpoint.id_field!r})", endpoint.id_field
-            )
-        asset_id = str(raw_id).strip()
-        updated: datetime | None = None
-        raw_updated = get_path(item, endpoint.updated_field, MISSING)
-        if raw_updated is not MISSING and raw_updated is not None:
-            try:
-                updated = parse_datetime(raw_updated)
-            except ValueError:
-                return BadRecord(
-                    self.name,
-                    item,
-                    f"unparsable date in {endpoint.updated_field!r}: {str(raw_updated)[:60]!r}",
-                    endpoint.updated_field,
-                    asset_id,
-                )
-        media_url = _text(get_path(item, cfg.media_url_field)) if cfg.media_url_field else None
-        if media_url:
-            media_url = urljoin(self.base_url + "/", media_url)
-        filename = _text(get_path(item, cfg.filename_field)) if cfg.filename_field else None
-        if filename is None and media_url:
-            filename = urlsplit(media_url).path.rsplit("/", 1)[-1] or None
-        folder = _folder(get_path(item, cfg.folder_field)) if cfg.folder_field else None
-        tags = _tags(get_path(item, cfg.tags_field)) if cfg.tags_field else ()
-        return DamAsset(
-            id=asset_id,
-            source=self.name,
-            properties=item,
-            updated=updated,
-            filename=filename,
-            folder=folder,
-            tags=tags,
-            media_url=media_url,
-        )
+        return normalise_record(self.name, self.config, self.base_url, item)
 
     # ------------------------------------------------------------ HTTP
 
@@ -503,33 +386,9 @@ def _fingerprint(item: Any, id_field: str) -> str:
     return str(value)[:100]
 
 
-def _text(value: Any) -> str | None:
-    if value is None or isinstance(value, dict | list | bool):
-        return None
-    text = str(value).strip()
-    return text or None
-
-
-def _folder(value: Any) -> str | None:
-    if isinstance(value, list):
-        value = "/".join(str(v).strip("/") for v in value if v not in (None, ""))
-    text = _text(value)
-    return (text.strip("/") or None) if text else None
-
-
-def _tags(value: Any) -> tuple[str, ...]:
-    if isinstance(value, str):
-        return tuple(t.strip() for t in value.split(",") if t.strip())
-    if isinstance(value, list | tuple):
-        return tuple(str(t).strip() for t in value if t is not None and str(t).strip())
-    return ()
-
-
 __all__ = [
     "BadRecordError",
     "DamAuthError",
     "RestSource",
-    "format_since",
-    "parse_datetime",
     "parse_retry_after",
 ]

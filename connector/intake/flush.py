@@ -190,17 +190,3 @@ def follow_up(store: IntakeStore, schedule: FlushScheduler | None) -> int:
                 schedule(store.source, expiry + 0.5)
     return code
 
-
-DEFAULT_SCHEDULER = "tasks.intake:schedule_flush"
-
-
-def load_scheduler(spec: str | None = None) -> FlushScheduler:
-    """`module:attribute` (env CONNECTOR_INTAKE_SCHEDULER); imported at run time so that the
-    connector package never imports Celery itself."""
-    import importlib
-    import os
-
-    spec = spec or os.environ.get("CONNECTOR_INTAKE_SCHEDULER") or DEFAULT_SCHEDULER
-    module_name, _, attr = spec.partition(":")
-    found: FlushScheduler = getattr(importlib.import_module(module_name), attr or "schedule_flush")
-    return found

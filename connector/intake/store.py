@@ -1,5 +1,8 @@
 """Redis state of real-time intake for one source: the event log, coalescing sets, batches.
 
+Kept whole (~460 lines, ~100 of them Lua): the key layout below, the scripts that move
+entries between those keys and the methods that call them are one contract, read together.
+
 Keys (all through `Keys`, `<s>` = source name):
   intake:log:<s>            stream, one entry per accepted delivery (audit trail, capped)
   intake:pending:<s>        zset asset id → first-seen time: what the next flush takes
@@ -23,7 +26,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -458,7 +461,3 @@ def read_counters(client: redis.Redis, keys: Keys) -> dict[str, int]:
 
 def _s(value: bytes | str) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
-
-
-def ids_of(events: Iterable[Event]) -> list[str]:
-    return [e.asset_id for e in events]

@@ -149,11 +149,6 @@ class TokenManager:
         with self._stats_lock:
             return dict(self._stats)
 
-    def forget_local(self) -> None:
-        """Drop the process-local copy (the shared token is re-read next time)."""
-        with self._thread_lock:
-            self._local = None
-
     # ------------------------------------------------------------------ internals
 
     def _obtain(self, stale: str | None) -> str:

@@ -12,7 +12,9 @@ machine takes a slot here before it sends anything:
 
 All times come from the Redis server's `TIME`, so machines with skewed clocks agree.
 Acquiring is one Lua script (gate, then concurrency, then rates, then commit all), so two
-processes can never both take the last slot.
+processes can never both take the last slot. The only local time is the caller's wait
+bound and its sleeps between polls: `clock` and `sleep` are injectable so that tests can
+assert on the schedule (what was slept, when Redis granted) instead of on elapsed time.
 """
 
 from __future__ import annotations
@@ -23,10 +25,10 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 import redis
 
@@ -142,6 +144,8 @@ class RequestBudget:
         max_wait: float = 60.0,
         poll_interval: float = 0.01,
         window_margin: float = 0.02,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
@@ -154,6 +158,8 @@ class RequestBudget:
         self.lease_ttl_ms = max(1, int(lease_ttl * 1000))
         self.max_wait = max_wait
         self.poll_interval = poll_interval
+        self._clock = clock
+        self._sleep = sleep
         self.in_flight_key = keys.of("pim", "budget", "in_flight")
         self.rate_key = keys.of("pim", "budget", "rate")
         self.option_key = keys.of("pim", "budget", "option_rate")
@@ -172,22 +178,22 @@ class RequestBudget:
         cls, redis_client: redis.Redis, keys: Keys, config: PimConfig, **overrides: float
     ) -> RequestBudget:
         """Limits from `PimConfig`; a lease outlives any single call (2 * timeout + 30 s)."""
-        kwargs: dict[str, float] = {
+        kwargs: dict[str, Any] = {
             "max_in_flight": config.max_in_flight,
             "requests_per_second": config.requests_per_second,
             "option_writes_per_second": config.option_writes_per_second,
             "lease_ttl": 2 * config.timeout + 30,
         }
         kwargs.update(overrides)
-        max_in_flight = int(kwargs.pop("max_in_flight"))
-        return cls(redis_client, keys, max_in_flight=max_in_flight, **kwargs)
+        kwargs["max_in_flight"] = int(kwargs["max_in_flight"])
+        return cls(redis_client, keys, **kwargs)
 
     # ------------------------------------------------------------------ slots
 
     def acquire(self, *, option_write: bool = False) -> Lease:
         """Block (polling Redis) until a slot is free; TransientPimError after `max_wait`."""
         lease = Lease(uuid.uuid4().hex, option_write)
-        started = time.monotonic()
+        started = self._clock()
         deadline = started + self.max_wait
         waited = False
         args: list[str | int] = [
@@ -205,12 +211,12 @@ class RequestBudget:
                 reason, wait_ms = (int(v) for v in self._acquire(keys=keys, args=args))
             except redis.RedisError as exc:
                 if waited:
-                    self._count(True, time.monotonic() - started, acquired=False)
+                    self._count(True, self._clock() - started, acquired=False)
                 raise self._error(
                     f"request budget unavailable (Redis: {type(exc).__name__})", None
                 ) from exc
             if reason == GRANTED:
-                self._count(waited, time.monotonic() - started, acquired=True)
+                self._count(waited, self._clock() - started, acquired=True)
                 return lease
             if not waited:
                 log.debug("%s budget: waiting (%s, %d ms)", self.label, _REASONS.get(reason),
@@ -218,7 +224,7 @@ class RequestBudget:
                 with self._lock:
                     self._stats["waiting_now"] += 1
             waited = True
-            now = time.monotonic()
+            now = self._clock()
             remaining = deadline - now
             if reason == WAIT_GATE and wait_ms / 1000.0 > remaining:
                 # The PIM asked for a pause longer than we may block: hand it to the caller.
@@ -228,7 +234,7 @@ class RequestBudget:
                 self._count(True, now - started, acquired=False)
                 raise self._error("budget wait exceeded", self.poll_interval)
             jitter = random.uniform(0.5, 1.5) * self.poll_interval
-            time.sleep(min(remaining, max(wait_ms / 1000.0, 0.0) + jitter))
+            self._sleep(min(remaining, max(wait_ms / 1000.0, 0.0) + jitter))
 
     def _error(self, message: str, retry_after: float | None) -> Exception:
         """The transient error a refused acquisition raises (the DAM's budget overrides it)."""

@@ -19,12 +19,12 @@ Runs
         just those ids (stored in Redis, not in task arguments); `force` pushes even
         unchanged assets; `dry_run` writes nothing and records differences
         and the side effects it would make (options, uploads, deletions: `plan`).
-    run_report(run_id) -> dict          state, counts (seen, skipped, quarantined,
-        unchanged, created, updated, failed/dead_lettered, deleted, requests,
-        mean_assets_per_request, duration), progress (chunks_done/total,
+    run_report(run_id) -> RunReport     state (a RunState), counts (RunCounts: seen,
+        skipped, quarantined, unchanged, created, updated, failed/dead_lettered, deleted,
+        requests, mean_assets_per_request, duration), progress (chunks_done/total,
         batches_done/total), errors. Live while running; state "abandoned" when its lock
         expired with no finisher.
-    list_runs(source, limit=20) -> list[dict]   newest first
+    list_runs(source, limit=20) -> list[RunReport]   newest first
     watermark(source) -> datetime | None;  set_watermark(source, moment | None)
     lock_holder(source) -> str | None;  source_status(source) -> dict
     dry_run_differences(run_id) -> list[dict]   value-level diffs of a dry run
@@ -65,7 +65,8 @@ Wiring
     Services(config, redis, keys, client=, cache=, sources=, enqueuer=, ...) holds the
     collaborators, built lazily once per process; get_services()/set_services(). The
     `Enqueuer` protocol (fetch/transform/push) is implemented by tasks/pipeline.py and
-    found at run time through $CONNECTOR_ENQUEUER (default "tasks.pipeline:enqueuer").
+    installed by the process's entry point (`wire()`, from tasks/wiring.py): this package
+    never looks for its task queue itself.
 
 Watermark rule: after a run that succeeded and covered everything since the previous
 watermark, the watermark becomes (run start - SyncConfig.watermark_overlap). Failed runs,
@@ -75,6 +76,7 @@ do not fail a run: they wait in the dead-letter store for a retry, and the CLI e
 run whose DAM deletion feed is over `deletion_policy.max_deletions` fails, nothing deleted.
 """
 
+from connector.pipeline.completion import gave_up
 from connector.pipeline.deletions import apply_deletions
 from connector.pipeline.errors import (
     MassDeletionError,
@@ -98,22 +100,21 @@ from connector.pipeline.ops import (
 )
 from connector.pipeline.realtime import sync_assets_by_id
 from connector.pipeline.reconcile import reconcile
-from connector.pipeline.runs import RunRecord, StartResult
+from connector.pipeline.runs import RunCounts, RunRecord, RunReport, RunState, StartResult
 from connector.pipeline.services import Enqueuer, Services, get_services, set_services
-from connector.pipeline.sync import (
-    fetch,
-    gave_up,
-    push,
-    start_and_fetch,
-    start_run,
-    transform,
-)
+from connector.pipeline.steps.fetch import fetch
+from connector.pipeline.steps.push import push
+from connector.pipeline.steps.start import start_and_fetch, start_run
+from connector.pipeline.steps.transform import transform
 
 __all__ = [
     "Enqueuer",
     "MassDeletionError",
     "PipelineError",
+    "RunCounts",
     "RunRecord",
+    "RunReport",
+    "RunState",
     "Services",
     "StartResult",
     "SyncUnavailableError",

@@ -82,7 +82,7 @@ def apply_deletions(
     PIM answers are retried here (the others of the batch go on meanwhile); what the PIM
     still refuses is dead-lettered (kind `deletion`) and counted `failed`.
     """
-    from connector.pipeline.sync import backoff_delay
+    from connector.retry import backoff_delay
 
     s = services or get_services()
     policy = s.source_config(source).deletion_policy

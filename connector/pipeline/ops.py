@@ -9,23 +9,25 @@ from typing import Any
 
 from connector.dam.base import BadRecord, DamAsset
 from connector.pipeline.errors import SyncUnavailableError, UnknownRunError
-from connector.pipeline.plan import dry_run_summary
 from connector.pipeline.realtime import sync_assets_by_id
-from connector.pipeline.runs import TERMINAL_STATES, RunRecord
+from connector.pipeline.runs import TERMINAL_STATES, RunRecord, RunReport, RunState
+from connector.pipeline.runs.report import live_counts
 from connector.pipeline.services import Services, get_services
-from connector.pipeline.sync import PIM_BULK_LIMIT, get_current, start_run
+from connector.pipeline.steps.common import PIM_BULK_LIMIT
+from connector.pipeline.steps.fetch import get_current
+from connector.pipeline.steps.start import start_run
+from connector.transform.plan import PlannedAsset
 from connector.transform.result import Quarantined, Skipped, TransformedAsset
-from connector.transform.transformer import PlannedAsset
 
 
 def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment else None
 
 
-def _record_dict(s: Services, record: RunRecord) -> dict[str, Any]:
+def _record_dict(s: Services, record: RunRecord) -> RunReport:
     state = record.state
     if state not in TERMINAL_STATES and s.runs.holder(record.source) != record.run_id:
-        state = "abandoned"  # its lock expired without a finisher (all workers died)
+        state = RunState.ABANDONED  # its lock expired without a finisher (all workers died)
     return {
         "run_id": record.run_id,
         "source": record.source,
@@ -45,12 +47,12 @@ def _record_dict(s: Services, record: RunRecord) -> dict[str, Any]:
     }
 
 
-def run_report(run_id: str, *, services: Services | None = None) -> dict[str, Any]:
+def run_report(run_id: str, *, services: Services | None = None) -> RunReport:
     """State, counts and progress of one run (live while it runs, final report after)."""
     s = services or get_services()
     record = s.runs.get(run_id)
     out = _record_dict(s, record)
-    if out["state"] == "abandoned":
+    if out["state"] == RunState.ABANDONED:
         # the finisher writes the final state before it releases the lock: a run that ended
         # between the two reads above is not abandoned, so read it once more
         record = s.runs.get(run_id)
@@ -58,22 +60,13 @@ def run_report(run_id: str, *, services: Services | None = None) -> dict[str, An
     if record.report:
         out["counts"] = record.report
     else:
-        counts: dict[str, Any] = dict(s.runs.counts(run_id))
-        counts["dead_lettered"] = counts["failed"]
-        counts["mean_assets_per_request"] = (
-            round(counts["sent"] / counts["requests"], 2) if counts["requests"] else 0.0
-        )
-        counts.update(s.runs.progress(run_id))
-        counts["errors"] = s.runs.errors(run_id)[-10:]
-        if record.dry_run:
-            counts.update(dry_run_summary(s.redis, s.keys, run_id, counts))
-        out["counts"] = counts
+        out["counts"] = live_counts(s.runs, record)
     return out
 
 
 def list_runs(
     source: str, limit: int = 20, *, services: Services | None = None
-) -> list[dict[str, Any]]:
+) -> list[RunReport]:
     """Newest first: when, duration, counts, state, error."""
     s = services or get_services()
     out = []
@@ -210,7 +203,9 @@ def explain(source: str, dam_id: str, *, services: Services | None = None) -> di
     out["dam"] = asset.to_dict() if asset is not None else None
     if asset is not None:
         try:  # planning only: explaining an asset never writes (no option, no upload)
-            result = s.transformer(source).plan(asset)
+            result: PlannedAsset | TransformedAsset | Quarantined | Skipped = (
+                s.transformer(source).plan(asset)
+            )
         except Exception as exc:  # e.g. the PIM (structure) is unreachable
             out["transform_error"] = f"{type(exc).__name__}: {exc}"
         else:

@@ -18,7 +18,9 @@ from connector.dam.base import BadRecord, DamAsset
 from connector.pipeline.deletions import apply_deletions
 from connector.pipeline.errors import SyncUnavailableError
 from connector.pipeline.services import Services, get_services
-from connector.pipeline.sync import PIM_BULK_LIMIT, Context, _push_assets, get_current
+from connector.pipeline.steps.common import PIM_BULK_LIMIT, Context
+from connector.pipeline.steps.fetch import get_current
+from connector.pipeline.steps.push import push_assets
 from connector.transform.result import Quarantined, Skipped, TransformedAsset
 
 
@@ -95,7 +97,7 @@ def sync_assets_by_id(
     for family, assets in by_family.items():
         for i in range(0, len(assets), PIM_BULK_LIMIT):
             chunk = assets[i : i + PIM_BULK_LIMIT]
-            outcome = _push_assets(s, owner, family, chunk, 1)
+            outcome = push_assets(s, owner, family, chunk, 1)
             counts["requests"] += int(outcome.superseded < len(chunk))  # none if all dropped
             counts["created"] += outcome.created
             counts["updated"] += outcome.updated

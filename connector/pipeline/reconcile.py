@@ -27,7 +27,8 @@ from typing import Any
 from connector.pipeline.deletions import apply_to_codes, check_mass_deletion
 from connector.pipeline.linking import LinkState, SourceOnly, retry_pending
 from connector.pipeline.services import Services, get_services
-from connector.pipeline.sync import product_family_of, start_run
+from connector.pipeline.steps.fetch import product_family_of
+from connector.pipeline.steps.start import start_run
 from connector.transform.codes import asset_code
 
 PAGE = 500

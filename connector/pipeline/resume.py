@@ -20,12 +20,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
 
 from connector.dam.base import DamAsset, TransientDamError
 from connector.dam.ratelimit import DamThrottledError
 from connector.pipeline.runs import RunRecord, utcnow
-from connector.pipeline.services import Services
+from connector.pipeline.services import Services, TransformerLike
 from connector.pipeline.stores import DeadLetter
 from connector.transform.codes import asset_code
 from connector.transform.result import Quarantined, Skipped, TransformedAsset
@@ -39,7 +38,7 @@ Result = TransformedAsset | Quarantined | Skipped
 
 
 def transform_resumable(
-    s: Services, record: RunRecord, transformer: Any, assets: Sequence[DamAsset]
+    s: Services, record: RunRecord, transformer: TransformerLike, assets: Sequence[DamAsset]
 ) -> tuple[list[Result], Exception | None]:
     """Transform the chunk's assets not done yet. Returns the results and, when the chunk
     cannot go on (the DAM looks down, any other failure that is no asset's fault), the
@@ -77,7 +76,7 @@ def dead_letter_dam_failures(
     """Dead letters of kind "dam" (state `failed` in the run): the DAM's reason, no
     values (nothing was built), so that `failures list` shows them and `failures retry`
     re-reads them from the DAM."""
-    from connector.pipeline.sync import product_family_of
+    from connector.pipeline.steps.fetch import product_family_of
 
     source = s.source_config(record.source)
     attempts = source.rest.max_retries + 1 if source.rest is not None else 1

@@ -1,21 +1,23 @@
-"""The beat schedule, described without Celery (celeryconfig.py turns it into entries).
+"""The beat schedule, described without Celery: WHAT runs, and when.
 
-One entry per source with a `schedule` (→ fetch_changed_assets) and one per source with a
-`reconcile_schedule` (→ reconcile_source). A source fed in real time keeps its scheduled
-poll as a safety net unless `realtime.poll_enabled` is false. Running two beats by
-mistake does not run a source twice: the scheduled task takes the source's run lock, and
+One entry per source with a `schedule` (kind `sync`: start a run and fetch) and one per
+source with a `reconcile_schedule` (kind `reconcile`). A source fed in real time keeps its
+scheduled poll as a safety net unless `realtime.poll_enabled` is false. Running two beats
+by mistake does not run a source twice: the scheduled run takes the source's run lock, and
 the second gets "busy".
+
+Which task and queue carry each kind is the task layer's business (tasks/routing.py;
+celeryconfig.py turns these entries into beat entries), so this module names no task.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from connector.config.model import Config, ScheduleConfig
 
-FETCH_TASK = "tasks.pipeline.fetch_changed_assets"
-RECONCILE_TASK = "tasks.pipeline.reconcile_source"
+ScheduleKind = Literal["sync", "reconcile"]
 
 
 class ScheduleError(ValueError):
@@ -24,12 +26,18 @@ class ScheduleError(ValueError):
 
 @dataclass(frozen=True)
 class ScheduleEntry:
+    """`kind` of `kwargs["source"]`, every `every` seconds or on `crontab`."""
+
     name: str
-    task: str
+    kind: ScheduleKind
     kwargs: dict[str, Any]
     every: float | None = None
     crontab: tuple[str, str, str, str, str] | None = None  # minute hour dom month dow
-    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def expires(self) -> float | None:
+        """A periodic tick not started within one period is dropped (the next one comes)."""
+        return self.every
 
 
 def parse_crontab(text: str) -> tuple[str, str, str, str, str]:
@@ -41,14 +49,12 @@ def parse_crontab(text: str) -> tuple[str, str, str, str, str]:
     return parts[0], parts[1], parts[2], parts[3], parts[4]
 
 
-def _entry(name: str, task: str, kwargs: dict[str, Any], schedule: ScheduleConfig,
-           queue: str) -> ScheduleEntry:
+def _entry(name: str, kind: ScheduleKind, kwargs: dict[str, Any],
+           schedule: ScheduleConfig) -> ScheduleEntry:
     if schedule.crontab:
-        return ScheduleEntry(name, task, kwargs, crontab=parse_crontab(schedule.crontab),
-                             options={"queue": queue})
+        return ScheduleEntry(name, kind, kwargs, crontab=parse_crontab(schedule.crontab))
     if schedule.every and schedule.every > 0:
-        return ScheduleEntry(name, task, kwargs, every=float(schedule.every),
-                             options={"queue": queue, "expires": float(schedule.every)})
+        return ScheduleEntry(name, kind, kwargs, every=float(schedule.every))
     raise ScheduleError(f"{name}: a schedule needs `every` (seconds) or `crontab`")
 
 
@@ -57,13 +63,12 @@ def schedule_entries(config: Config) -> list[ScheduleEntry]:
     for source in config.sources:
         if source.schedule is not None and source.realtime.poll_enabled:
             entries.append(
-                _entry(f"sync:{source.name}", FETCH_TASK,
-                       {"source": source.name, "trigger": "schedule"}, source.schedule, "fetch")
+                _entry(f"sync:{source.name}", "sync",
+                       {"source": source.name, "trigger": "schedule"}, source.schedule)
             )
         if source.reconcile_schedule is not None:
             entries.append(
-                _entry(f"reconcile:{source.name}", RECONCILE_TASK,
-                       {"source": source.name, "apply": True}, source.reconcile_schedule,
-                       "fetch")
+                _entry(f"reconcile:{source.name}", "reconcile",
+                       {"source": source.name, "apply": True}, source.reconcile_schedule)
             )
     return entries

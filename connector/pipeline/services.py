@@ -4,30 +4,34 @@ Tasks call `get_services()` on every invocation; the clients behind it (PIM sess
 token, DAM sessions, structure cache, transformers) are built lazily on first use and then
 reused, so a worker does not rebuild an HTTP client per task. A forked child builds its own
 (the cache is keyed by pid). Tests build a `Services` with fakes and `set_services()` it.
+
+The task queue is not found here: the process's entry point (tasks/, the composition root)
+`wire()`s the enqueuer and the intake flush scheduler in, so this package never imports
+Celery. A Services built without an enqueuer uses the wired one.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 import redis
 
-from connector.config.model import Config, SourceConfig
+from connector.config.model import Config, SourceConfig, SyncConfig
 from connector.pipeline.errors import UnknownSourceError
 from connector.pipeline.runs import RunStore, SyncRedis
 from connector.pipeline.stores import AssetStateStore, DeadLetterStore
 from connector.redis_conn import Keys, get_redis
 
 if TYPE_CHECKING:
-    from connector.dam.base import DamSource
+    from connector.dam.base import DamAsset, DamSource
+    from connector.intake.flush import FlushScheduler
     from connector.pim.structure import AssetFamilyStructure
-
-DEFAULT_ENQUEUER = "tasks.pipeline:enqueuer"
-
+    from connector.transform.plan import PlannedAsset
+    from connector.transform.result import Quarantined, Skipped, TransformedAsset
 
 class Enqueuer(Protocol):
     """How the application layer hands work to the task queue (implemented in tasks/).
@@ -36,13 +40,13 @@ class Enqueuer(Protocol):
     """
 
     def fetch(self, source: str, run_id: str) -> None:
-        """Run the fetch step of `run_id` (queue `fetch`)."""
+        """Run the fetch step of `run_id` (on the fetch queue)."""
 
     def transform(self, run_id: str, chunk_id: str, media: bool = False) -> None:
-        """Transform one stored chunk (queue `transform`, or `media` for media families)."""
+        """Transform one stored chunk (media families have a queue of their own)."""
 
     def push(self, run_id: str, batch_id: str, countdown: float = 0.0) -> None:
-        """Push one batch, after `countdown` seconds (queue `push`)."""
+        """Push one batch, after `countdown` seconds (on the push queue)."""
 
 
 class PimClientLike(Protocol):
@@ -68,14 +72,53 @@ class StructureCacheLike(Protocol):
     def note_option(self, family: str, attribute: str, option_code: str) -> None: ...
 
 
-def load_enqueuer(spec: str | None = None) -> Enqueuer:
-    """`module:attribute` (env CONNECTOR_ENQUEUER); imported at run time so that the
-    connector package itself never imports Celery."""
-    spec = spec or os.environ.get("CONNECTOR_ENQUEUER") or DEFAULT_ENQUEUER
-    module_name, _, attr = spec.partition(":")
-    module = importlib.import_module(module_name)
-    found: Enqueuer = getattr(module, attr or "enqueuer")
-    return found
+class TransformerLike(Protocol):
+    """The slice of `Transformer` the pipeline calls (tests pass their own)."""
+
+    def transform(self, asset: DamAsset) -> TransformedAsset | Quarantined | Skipped: ...
+    def plan(
+        self, asset: DamAsset, keep_binaries: bool = False
+    ) -> PlannedAsset | Quarantined | Skipped: ...
+
+
+class QuarantineLike(Protocol):
+    """The slice of `QuarantineStore` the pipeline calls (tests pass their own)."""
+
+    def add_many(
+        self, source: str, items: Sequence[Quarantined], run_id: str | None = None
+    ) -> list[str]: ...
+    def remove_many(self, source: str, dam_ids: Sequence[str]) -> int: ...
+    def count(self, source: str) -> int: ...
+    def get(self, source: str, dam_id: str) -> dict[str, Any] | None: ...
+    def list(self, source: str, limit: int | None = None) -> list[dict[str, Any]]: ...
+
+
+class NotWiredError(RuntimeError):
+    """The process's entry point installed no task queue (see `wire`)."""
+
+
+@dataclass(frozen=True)
+class Wiring:
+    """What the process's entry point plugs in (tasks/wiring.py: Celery)."""
+
+    enqueuer: Enqueuer | None = None
+    flush_scheduler: FlushScheduler | None = None
+
+
+_wiring = Wiring()
+
+
+def wire(
+    *, enqueuer: Enqueuer | None = None, flush_scheduler: FlushScheduler | None = None
+) -> None:
+    """Install this process's task queue (entry points only; None leaves a part unwired)."""
+    global _wiring
+    _wiring = Wiring(enqueuer, flush_scheduler)
+
+
+def wiring() -> Wiring:
+    """What `wire` installed in this process."""
+    return _wiring
 
 
 class Services:
@@ -91,8 +134,8 @@ class Services:
         cache: StructureCacheLike | None = None,
         sources: dict[str, DamSource] | None = None,
         enqueuer: Enqueuer | None = None,
-        transformer_factory: Callable[[Services, SourceConfig], Any] | None = None,
-        quarantine: Any = None,
+        transformer_factory: Callable[[Services, SourceConfig], TransformerLike] | None = None,
+        quarantine: QuarantineLike | None = None,
     ) -> None:
         self.config = config
         self.redis: SyncRedis = redis_client if redis_client is not None else get_redis()
@@ -105,14 +148,15 @@ class Services:
         self._sources: dict[str, DamSource] = dict(sources or {})
         self._enqueuer = enqueuer
         self._transformer_factory = transformer_factory or _default_transformer
-        self._transformers: dict[str, Any] = {}
+        self._transformers: dict[str, TransformerLike] = {}
         self._quarantine = quarantine
         self._lock = threading.RLock()
 
     # ------------------------------------------------------------------ config
 
     @property
-    def sync(self) -> Any:
+    def sync(self) -> SyncConfig:
+        """The run settings (batch sizes, retries, lock TTL, watermark overlap)."""
         return self.config.sync
 
     def source_config(self, name: str) -> SourceConfig:
@@ -161,7 +205,8 @@ class Services:
                 self._sources[name] = found
             return found
 
-    def transformer(self, name: str) -> Any:
+    def transformer(self, name: str) -> TransformerLike:
+        """The source's transformer, built once per process."""
         with self._lock:
             found = self._transformers.get(name)
             if found is None:
@@ -170,7 +215,8 @@ class Services:
             return found
 
     @property
-    def quarantine(self) -> Any:
+    def quarantine(self) -> QuarantineLike:
+        """Bad DAM records, per source."""
         with self._lock:
             if self._quarantine is None:
                 from connector.transform.quarantine import QuarantineStore
@@ -182,7 +228,12 @@ class Services:
     def enqueuer(self) -> Enqueuer:
         with self._lock:
             if self._enqueuer is None:
-                self._enqueuer = load_enqueuer()
+                self._enqueuer = _wiring.enqueuer
+            if self._enqueuer is None:
+                raise NotWiredError(
+                    "no task queue in this process: start it through tasks/ (the `connector` "
+                    "command, `celery -A tasks`), or give Services an enqueuer"
+                )
             return self._enqueuer
 
     def option_writer(self, family: str, attribute: str, option_code: str, label: str) -> None:
@@ -201,7 +252,7 @@ class Services:
             close()
 
 
-def _default_transformer(services: Services, source: SourceConfig) -> Any:
+def _default_transformer(services: Services, source: SourceConfig) -> TransformerLike:
     from connector.transform.media import MediaFileHandler
     from connector.transform.transformer import Transformer
 

@@ -84,13 +84,6 @@ class AssetStateStore:
         if n:
             pipe.execute()
 
-    def forget_hash(self, source: str, dam_id: str) -> None:
-        """Next run pushes this asset again (after a deletion, or when the PIM lost it)."""
-        state = self.get(source, dam_id)
-        if state is not None:
-            state.content_hash = None
-            self.record(source, dam_id, state)
-
     def dam_id_of(self, source: str, code: str) -> str | None:
         raw = self.redis.hget(self._codes(source), code)
         return raw.decode() if raw else None

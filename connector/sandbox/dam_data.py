@@ -247,7 +247,7 @@ def media_bytes(asset_id: str, version_ms: int, extension: str, size: int) -> by
 
 
 def render_bynder(rec: dict[str, Any], host_url: str, hide_id: bool = False) -> dict[str, Any]:
-    """The canonical shape (contracts.md), `original` pointing at this server."""
+    """The canonical shape (`Catalog.record`, Bynder-like), `original` pointing at this server."""
     out = dict(rec)
     if out.get("original") is None:
         out["original"] = f"{host_url.rstrip('/')}/media/{rec['id']}/{rec['filename']}"

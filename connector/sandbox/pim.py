@@ -1,6 +1,6 @@
 """Sandbox Akeneo PIM: the Asset Manager API (and the product calls the connector makes).
 
-It answers like Akeneo 7 (status codes, bodies, headers; see /work/shared/akeneo and DOMAIN.md)
+It answers like Akeneo 7 (status codes, bodies, headers: docs/akeneo.md)
 and adds what a real PIM cannot give a test: knobs (latency, injected 429/5xx, slow responses,
 concurrency limit per connection, token lifetime) changeable at runtime, and an admin API under
 `/_sandbox/` (no auth) that exposes a request log and counters so that tests can assert how the

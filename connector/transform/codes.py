@@ -66,17 +66,19 @@ from __future__ import annotations
 import hashlib
 import re
 
-MAX_CODE_LENGTH = 255
-CODE_PATTERN = re.compile(r"^[a-zA-Z0-9_]+\Z")
+from connector.rules import (
+    MAX_CODE_LENGTH,
+    MAX_SOURCE_PREFIX_LENGTH,
+    SOURCE_PREFIX_SEPARATOR,
+    is_source_prefix,
+    matches_code,
+)
 
 _READABLE_ID = re.compile(r"^[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*\Z")
 _ALNUM = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
 _HASH_MARK = "_h"
 _PREFIX_KEPT = MAX_CODE_LENGTH - len(_HASH_MARK) - 64  # 189
 _HASHED_CODE = re.compile(rf"^[a-zA-Z0-9_]{{{_PREFIX_KEPT}}}_h[0-9a-f]{{64}}$")
-MAX_SOURCE_PREFIX_LENGTH = 40
-SOURCE_PREFIX_PATTERN = re.compile(rf"^[A-Za-z0-9]{{1,{MAX_SOURCE_PREFIX_LENGTH}}}\Z")
-SOURCE_PREFIX_SEPARATOR = "__s"
 
 
 def _escape(char: str) -> str:
@@ -118,7 +120,7 @@ def encode_id(dam_id: str) -> str:
 
 def check_source_prefix(prefix: str) -> None:
     """ValueError unless `prefix` keeps every prefixed code valid and apart (docstring)."""
-    if not isinstance(prefix, str) or not SOURCE_PREFIX_PATTERN.fullmatch(prefix):
+    if not is_source_prefix(prefix):
         raise ValueError(
             f"a code prefix must be 1 to {MAX_SOURCE_PREFIX_LENGTH} ASCII letters or digits "
             f"(the connector adds the separator {SOURCE_PREFIX_SEPARATOR!r}), got {prefix!r}"
@@ -149,7 +151,7 @@ def is_hashed_code(code: str) -> bool:
 
 def decode_asset_code(code: str) -> str:
     """The DAM id an (unhashed) code came from; ValueError when `code` is not one of ours."""
-    if not CODE_PATTERN.fullmatch(code) or len(code) >= MAX_CODE_LENGTH:
+    if not matches_code(code) or len(code) >= MAX_CODE_LENGTH:
         raise ValueError(f"not a decodable asset code: {code!r}")
     foreign = ValueError(f"not a code produced by asset_code: {code!r}")
     body = code

@@ -1,5 +1,8 @@
 """One converter per Akeneo asset attribute type, chosen by the PIM's own structure.
 
+Kept whole (~440 lines): one short converter per attribute type and the table that picks
+them; split by type, the table and the shared checks would be scattered over many files.
+
 The attribute type comes from the cached PIM structure (`Attribute.type`), never from the
 config: the PIM is the authority on what `data` it accepts. Each converter turns one DAM
 value into the `data` of an Akeneo value, or raises `ConversionError(field, reason)` with
@@ -24,12 +27,11 @@ from urllib.parse import urlsplit
 from connector.config.model import AttributeMapping
 from connector.dam.base import DamAsset
 from connector.pim.structure import Attribute
+from connector.rules import MAX_CODE_LENGTH, is_code, matches_code
 
 if TYPE_CHECKING:
     from connector.transform.media import MediaFileHandler
 
-OPTION_CODE_PATTERN = re.compile(r"^[a-zA-Z0-9_]+\Z")
-MAX_OPTION_CODE_LENGTH = 255
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+\Z")
 _URL = re.compile(r"^https?://[^\s/$.?#][^\s]*$", re.IGNORECASE)
 _NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)\Z")
@@ -336,9 +338,9 @@ def _option_code(label: Any, ctx: ConversionContext) -> tuple[str, str]:
             None,
         )
     code = mapped if mapped is not None else normalise_option_code(text)
-    if not code or not OPTION_CODE_PATTERN.match(code):
+    if not code or not matches_code(code):
         raise ctx.fail(f"{_describe(label)} cannot be turned into an option code")
-    if len(code) > MAX_OPTION_CODE_LENGTH:
+    if len(code) > MAX_CODE_LENGTH:
         raise ctx.fail(f"option code for {_describe(label)} is longer than 255 characters")
     existing = {c.casefold(): c for c in (*ctx.attribute.options, *ctx.known_options)}
     return existing.get(code.casefold(), code), text
@@ -440,6 +442,6 @@ def convert_record(value: Any, ctx: ConversionContext) -> str:
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise ctx.fail(f"expected a record code, got {type(value).__name__} {_describe(value)}")
     code = str(value).strip()
-    if not OPTION_CODE_PATTERN.match(code) or len(code) > 255:
+    if not is_code(code):
         raise ctx.fail(f"{_describe(value)} is not a valid record code")
     return code

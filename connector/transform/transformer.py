@@ -1,5 +1,8 @@
 """DAM record → Akeneo asset, one record at a time, never failing the neighbours.
 
+Kept whole (~400 lines): plan, execute and the guard that sorts data problems from
+infrastructure failures are one decision path over the same record.
+
 For each record: is it a product asset (global rule), which family (first family of the
 source, in config order, whose `match` holds), is it a product asset for that family,
 which locale, then one Akeneo value per mapping, converted by the converter of the PIM
@@ -11,18 +14,17 @@ data), so that the caller retries the chunk.
 
 Two steps, so that dry runs and `explain` can never write: `plan` is side-effect free (it
 lists the options to create and the files to upload: `PlannedAsset.effects`), `execute`
-carries the plan out (the real run); `transform` is both.
+carries the plan out (the real run); `transform` is both. The plan and the content hash
+live in `connector.transform.plan`, the option writer in `connector.transform.options`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import redis
 
@@ -40,13 +42,13 @@ from connector.transform.converters import (
 )
 from connector.transform.mapping import detect_locale, product_identifiers, resolve_value
 from connector.transform.media import MediaFileHandler
+from connector.transform.options import OptionWriter
+from connector.transform.plan import MediaSlot, PlannedAsset, content_hash
 from connector.transform.result import Quarantined, Skipped, TransformedAsset, TransformOutcome
 from connector.transform.selectors import SelectorError, asset_view, matches
 
 log = logging.getLogger(__name__)
 
-# family, attribute, option code, label → creates the option in the PIM (rate-limited).
-OptionWriter = Callable[[str, str, str, str], None]
 StructureLookup = Callable[[str], AssetFamilyStructure]
 
 _T = TypeVar("_T")
@@ -54,120 +56,6 @@ _T = TypeVar("_T")
 NOT_PRODUCT_ASSET = "not a product asset"
 NO_FAMILY = "no family matches"
 _MAX_RAW_DETAIL = 4000
-
-
-class OptionClient(Protocol):
-    def upsert_option(
-        self, family: str, attribute: str, code: str, body: dict[str, Any]
-    ) -> int: ...
-
-
-class OptionNoter(Protocol):
-    def note_option(self, family: str, attribute: str, option_code: str) -> None: ...
-
-
-def make_option_writer(
-    client: OptionClient, cache: OptionNoter | None = None, label_locale: str = "en_US"
-) -> OptionWriter:
-    """The usual OptionWriter: PATCH the option through the (fleet-wide rate-limited) PIM
-    client, labelled with the DAM's text, then tell the structure cache it exists."""
-
-    def write(family: str, attribute: str, code: str, label: str) -> None:
-        body: dict[str, Any] = {"code": code}
-        if label and label != code:
-            body["labels"] = {label_locale: label[:255]}
-        client.upsert_option(family, attribute, code, body)
-        if cache is not None:
-            cache.note_option(family, attribute, code)
-
-    return write
-
-
-def content_hash(
-    family: str,
-    code: str,
-    values: dict[str, list[dict[str, Any]]],
-    product_identifiers: Sequence[str] = (),
-) -> str:
-    """sha256 of canonical JSON (sorted keys, compact) of family + code + values: the same
-    asset gives the same hash in every process, so unchanged assets can be skipped.
-
-    The products an asset links to are part of its content: a changed product reference
-    must not be skipped as "unchanged", or the asset would never move to its new product.
-    They are added only when there are some, so hashes of unlinked assets stay as they were.
-    """
-    body: dict[str, Any] = {"family": family, "code": code, "values": values}
-    if product_identifiers:
-        body["products"] = sorted(product_identifiers)
-    canonical = json.dumps(
-        body,
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
-    )
-    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-@dataclass(frozen=True)
-class MediaSlot:
-    """Where a planned media file's code goes: attribute, locale, channel."""
-
-    attribute: str
-    locale: str | None
-    channel: str | None
-    pending: PendingMedia
-
-
-@dataclass
-class PlannedAsset:
-    """A record's transform, planned: the asset (a media value still waiting for its
-    upload holds `PendingMedia.placeholder`, never sent to the PIM) and the side effects
-    the real run carries out before staging it (`Transformer.execute`)."""
-
-    asset: TransformedAsset
-    options: list[PendingOption] = field(default_factory=list)
-    media: list[MediaSlot] = field(default_factory=list)
-    dam_asset: DamAsset | None = None
-
-    def effects(self) -> list[dict[str, Any]]:
-        """The planned writes, one dict each, with a `text` for people."""
-        out: list[dict[str, Any]] = []
-        dam_id, family = self.asset.dam_id, self.asset.family
-        for option in self.options:
-            out.append({
-                "effect": "create_option", "dam_id": dam_id, "family": option.family,
-                "attribute": option.attribute, "code": option.code, "label": option.label,
-                "text": f"would create option `{option.attribute}.{option.code}`",
-            })
-        for slot in self.media:
-            p = slot.pending
-            if not p.needs_upload:
-                continue
-            out.append({
-                "effect": "upload_media", "dam_id": dam_id, "family": family,
-                "attribute": p.attribute, "filename": p.filename, "sha256": p.sha256,
-                "size": p.size,
-                "text": f"would upload `{p.filename}` "
-                        f"(sha256 {(p.sha256 or '')[:12]}…, {human_size(p.size or 0)})",
-            })
-        return out
-
-    def close(self) -> None:
-        """Release downloads kept for the upload (a plan that is not executed)."""
-        for slot in self.media:
-            slot.pending.close()
-
-
-def human_size(size: int) -> str:
-    """Bytes for people, in decimal units: 520 B, 14.2 kB, 2.1 MB."""
-    if size < 1000:
-        return f"{size} B"
-    for unit in ("kB", "MB", "GB"):
-        size_f = size / 1000
-        if size_f < 1000 or unit == "GB":
-            return f"{size_f:.1f} {unit}"
-        size = int(size_f)
-    return f"{size} B"  # pragma: no cover
 
 
 class _Quarantine(Exception):

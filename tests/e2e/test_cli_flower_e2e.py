@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 import requests
 
+from tasks import routing
 from tests.e2e.world import ROOT, SOURCE, World, env_int
 from tests.helpers import wait_for
 
@@ -110,11 +111,7 @@ def test_sync_wait_json_reports_the_run_and_flower_sees_its_tasks(
         text=True,
     )
     seen: set[str] = set()
-    wanted = {
-        "tasks.pipeline.fetch_changed_assets",
-        "tasks.pipeline.transform_chunk",
-        "tasks.pipeline.push_batch",
-    }
+    wanted = {routing.FETCH_TASK, routing.TRANSFORM_TASK, routing.PUSH_TASK}
 
     def flower_lists_the_pipeline_tasks() -> bool:
         tasks = requests.get(

@@ -26,6 +26,7 @@ from connector.pipeline import (
     start_run,
 )
 from connector.transform.codes import asset_code
+from tasks import routing
 from tests.e2e.expected import check_pim_matches_dam, family_of, pim_assets
 from tests.e2e.world import SOURCE, World, env_int
 from tests.helpers import wait_for
@@ -241,8 +242,9 @@ def test_duplicate_scheduled_syncs_start_one_run_at_a_time(world: World) -> None
     """What two beats would send: the same scheduled task several times at once."""
     assert world.app is not None
     for _ in range(3):
-        world.app.send_task("tasks.pipeline.fetch_changed_assets",
-                            kwargs={"source": SOURCE, "trigger": "schedule"}, queue="fetch")
+        world.app.send_task(routing.FETCH_TASK,
+                            kwargs={"source": SOURCE, "trigger": "schedule"},
+                            queue=routing.queue_of(routing.FETCH_TASK))
 
     def scheduled_runs_done() -> list[dict[str, Any]] | None:
         runs = [r for r in list_runs(SOURCE, limit=100, services=world.services)

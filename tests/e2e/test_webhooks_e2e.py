@@ -38,8 +38,9 @@ from connector.redis_conn import Keys
 from connector.sandbox.dam import DamSandbox
 from connector.sandbox.pim import PimSandbox
 from connector.settings import PimCredentials, Secret
-from connector.structure_apply import apply_structure, load_structure_file
+from connector.structure import apply_structure, load_structure_file
 from connector.transform.codes import asset_code
+from tasks import routing
 from tests.helpers import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -140,7 +141,7 @@ class Env:
         }
         bin_dir = Path(sys.executable).parent
         self.worker = Proc(
-            [str(bin_dir / "celery"), "-A", "tasks", "worker", "-Q", "push", "-c", "2",
+            [str(bin_dir / "celery"), "-A", "tasks", "worker", "-Q", routing.PUSH_QUEUE, "-c", "2",
              "--without-gossip", "--without-mingle", "--without-heartbeat",
              "-n", f"intake-e2e-{namespace}@%h", "--loglevel", "INFO"],
             self.env, tmp / "worker.log",
@@ -369,7 +370,7 @@ def test_worker_killed_mid_batch_loses_no_event(env: Env) -> None:
 
 @pytest.mark.rabbitmq
 def test_stream_and_amqp_consumers_land_identically(env: Env) -> None:
-    from connector.intake.amqp import publish_json
+    from tasks.amqp_consumer import publish_json
 
     assets = ids(env, 140, 5)
     bodies = [json.dumps({"event": "asset.updated", "asset_id": a, "delivery_id": f"m{n}"})

@@ -30,13 +30,14 @@ from connector.sandbox.dam import DamSandbox
 from connector.sandbox.pim import PimSandbox, PimSandboxSettings
 from connector.sandbox.server import BackgroundServer
 from connector.settings import PimCredentials, Secret
-from connector.structure_apply import apply_structure, load_structure_file
+from connector.structure import apply_structure, load_structure_file
+from tasks import routing
 from tests.helpers import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE = "sandbox"
 DAM_TOKEN = "sandbox-dam-token"
-QUEUES = "fetch,transform,push,media,celery"
+QUEUES = ",".join((*routing.QUEUES, routing.DEFAULT_QUEUE))
 
 
 def env_int(name: str, default: int) -> int:
@@ -62,21 +63,23 @@ def write_config(path: Path, dam_url: str, **sync: Any) -> Path:
 
 class SendTaskEnqueuer:
     """tasks.pipeline.CeleryEnqueuer's messages, sent from a Celery app of the test's own
-    (the test process cannot import `tasks`: celeryconfig reads the environment once)."""
+    (the test process cannot build the `tasks` app: celeryconfig reads the environment
+    once; tasks.routing, plain data, names the tasks and queues)."""
 
     def __init__(self, app: Celery) -> None:
         self.app = app
 
     def fetch(self, source: str, run_id: str) -> None:
-        self.app.send_task("tasks.pipeline.fetch_changed_assets",
-                           kwargs={"source": source, "run_id": run_id}, queue="fetch")
+        self.app.send_task(routing.FETCH_TASK, kwargs={"source": source, "run_id": run_id},
+                           queue=routing.queue_of(routing.FETCH_TASK))
 
     def transform(self, run_id: str, chunk_id: str, media: bool = False) -> None:
-        self.app.send_task("tasks.pipeline.transform_chunk", (run_id, chunk_id),
-                           queue="media" if media else "transform")
+        self.app.send_task(routing.TRANSFORM_TASK, (run_id, chunk_id),
+                           queue=routing.transform_queue(media))
 
     def push(self, run_id: str, batch_id: str, countdown: float = 0.0) -> None:
-        self.app.send_task("tasks.pipeline.push_batch", (run_id, batch_id), queue="push",
+        self.app.send_task(routing.PUSH_TASK, (run_id, batch_id),
+                           queue=routing.queue_of(routing.PUSH_TASK),
                            countdown=countdown or None)
 
 
@@ -246,7 +249,8 @@ class World:
 
     def sync_via_subprocess(self, timeout: float = 120.0) -> dict[str, Any]:
         """Start a run the way the CLI does: a separate process, the real `tasks` enqueuer."""
-        code = ("import json; from connector.pipeline import start_run; "
+        code = ("import json; from tasks.wiring import install; install(); "
+                "from connector.pipeline import start_run; "
                 f"print(json.dumps(start_run({SOURCE!r}, 'manual').to_dict()))")
         out = subprocess.run([sys.executable, "-c", code], env=self.env(), cwd=ROOT,
                              capture_output=True, text=True, timeout=60, check=False)

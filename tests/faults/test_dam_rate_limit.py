@@ -57,7 +57,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[
 
 def _cli(world: World, *args: str) -> str:
     """The CLI as an operator runs it (its own config loading)."""
-    from connector.cli import main
+    from tasks.cli import main
 
     set_services(None)
     try:

@@ -26,6 +26,7 @@ from connector.pipeline import (
     run_report,
     set_services,
 )
+from tasks import routing
 from tests.e2e.expected import check_pim_matches_dam, family_of
 from tests.e2e.world import SOURCE, World
 from tests.faults.support import sized, wait_run_end
@@ -151,8 +152,9 @@ def test_dam_down_during_a_scheduled_run_fails_it_and_the_next_run_catches_up(
     world.dam_server.stop()  # type: ignore[union-attr]
     try:
         # what beat sends: the fetch task with a source and no run id
-        world.app.send_task("tasks.pipeline.fetch_changed_assets",
-                            kwargs={"source": SOURCE, "trigger": "schedule"}, queue="fetch")
+        world.app.send_task(routing.FETCH_TASK,
+                            kwargs={"source": SOURCE, "trigger": "schedule"},
+                            queue=routing.queue_of(routing.FETCH_TASK))
 
         def scheduled_run() -> str | None:
             for r in list_runs(SOURCE, 5, services=services):

@@ -17,6 +17,7 @@ import pytest
 import redis
 
 from connector.pipeline import run_report, start_run
+from tasks import routing
 from tests.e2e.expected import check_pim_matches_dam, family_of
 from tests.e2e.world import SOURCE, World
 from tests.faults.support import PrivateRedis, sized, stop_worker, wait_run_end
@@ -110,6 +111,6 @@ def test_redis_restart_mid_run_loses_nothing(world: World, private_redis: Privat
 def _idle(client: redis.Redis, namespace: str) -> bool:
     """No message unacked and none waiting in the pipeline's queues."""
     prefix = f"{namespace}:celery:"
-    lengths: list[Any] = [client.llen(prefix + q) for q in ("fetch", "transform", "push", "media")]
+    lengths: list[Any] = [client.llen(prefix + q) for q in routing.QUEUES]
     lengths.append(client.hlen(prefix + "unacked"))
     return all(int(n) == 0 for n in lengths)

@@ -42,7 +42,8 @@ from connector.sandbox.dam import DamSandbox
 from connector.sandbox.pim import PimSandbox, PimSandboxSettings
 from connector.sandbox.server import BackgroundServer
 from connector.settings import PimCredentials, Secret
-from connector.structure_apply import apply_structure, parse_structure
+from connector.structure import apply_structure, parse_structure
+from tasks import routing
 from tests.e2e.world import SendTaskEnqueuer
 from tests.helpers import wait_for
 
@@ -53,7 +54,7 @@ LOCALES = ("en_US", "fr_FR", "de_DE")
 DEFAULT_LOCALE = "en_US"
 SKUS = ("sku1", "sku2", "sku3")
 PRODUCT_ATTRIBUTE = "assets"
-QUEUES = "fetch,transform,push,media,celery"
+QUEUES = ",".join((*routing.QUEUES, routing.DEFAULT_QUEUE))
 DAM_TOKEN = "model-dam-token"
 PIM_SECRET = "model-pim-secret"
 PIM_PASSWORD = "model-pim-password"
@@ -443,7 +444,7 @@ class World:
         def done() -> dict[str, Any] | None:
             assert self.worker is not None and self.worker.poll() is None, (
                 f"worker died:\n{self.worker_log()}")
-            report = run_report(run_id, services=self.services)
+            report = dict(run_report(run_id, services=self.services))
             return report if report["state"] in ("succeeded", "failed", "abandoned") else None
 
         try:
@@ -466,9 +467,11 @@ class World:
         def idle() -> bool:
             if lock_holder(SOURCE, services=self.services) is not None:
                 return False
-            queued = sum(int(r.llen(f"{self.namespace}:celery:{q}"))  # type: ignore[arg-type]
-                         for q in QUEUES.split(","))
-            unacked = int(r.hlen(f"{self.namespace}:celery:unacked"))  # type: ignore[arg-type]
+            lengths: list[Any] = [r.llen(f"{self.namespace}:celery:{q}")
+                                  for q in QUEUES.split(",")]
+            queued = sum(int(n) for n in lengths)
+            unacked_count: Any = r.hlen(f"{self.namespace}:celery:unacked")
+            unacked = int(unacked_count)
             return queued == 0 and unacked == 0
 
         wait_for(idle, timeout=timeout, interval=0.05, what="a quiet pipeline")
@@ -535,7 +538,7 @@ def pending_links(services: Services) -> set[str]:
     """DAM ids whose product links wait for their product (empty while the connector has
     no such listing)."""
     try:
-        from connector.pipeline import linking  # type: ignore[attr-defined]
+        from connector.pipeline import linking
     except ImportError:
         return set()
     lister = getattr(linking, "pending_links", None) or getattr(linking, "pending", None)

@@ -33,14 +33,13 @@ import pytest
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
-    Bundle,  # noqa: F401 - kept for readers: ids are drawn from the model, not bundles
     RuleBasedStateMachine,
     initialize,
     precondition,
     rule,
 )
 
-from connector.cli.ops import FAILURE_COUNTS
+from connector.cli.reports import FAILURE_COUNTS
 from connector.pipeline import (
     MassDeletionError,
     dead_letters,
@@ -52,6 +51,7 @@ from connector.pipeline import (
     start_run,
     sync_assets_by_id,
 )
+from tasks import routing
 from tests.model import support
 from tests.model.support import SKUS, SOURCE, DamRecord, World, expected_code, expected_values
 
@@ -357,17 +357,7 @@ class PipelineModel(RuleBasedStateMachine):
         rec = self.recs[self._id(index)]
         self.w.pim.update_settings(latency=0.3)  # the run's transform is still under way
         try:
-            started = start_run(SOURCE, "manual", full=True, force=True,
-                                services=self.w.services)
-            assert started.run_id
-            run_id = started.run_id
-
-            def fetched() -> bool:
-                report = run_report(run_id, services=self.w.services)
-                return bool(report["counts"].get("seen")) or report["state"] not in (
-                    "queued", "running")
-
-            support.wait_for(fetched, timeout=30, interval=0.01, what="the run's fetch")
+            run_id = self._start_and_wait_fetch(full=True, force=True)
             with self.w.paused_worker():
                 rec.name = name
                 if isinstance(rec.width, int):
@@ -391,14 +381,32 @@ class PipelineModel(RuleBasedStateMachine):
     @precondition(lambda self: FULL and self.recs)
     @rule()
     def kill_worker_mid_run(self) -> None:
-        """SIGKILL the worker while a full run is under way; a new worker finishes it."""
-        self._step(forced=True)
-        started = start_run(SOURCE, "manual", full=True, force=True, services=self.w.services)
-        assert started.run_id
-        self.w.kill_worker()
-        report = self.w.wait_run(started.run_id, timeout=120)
+        """SIGKILL the worker while a run transforms (its messages unacked); a new worker
+        gets them back after the broker's visibility timeout and finishes the run."""
+        self._step(forced=True)  # the killed worker's unacked work is done again
+        self.w.pim.update_settings(latency=0.3)  # the transform is under way when it dies
+        try:
+            run_id = self._start_and_wait_fetch(full=True, force=True)
+            self.w.kill_worker()
+        finally:
+            self.w.pim.update_settings(latency=0.0)
+        report = self.w.wait_run(run_id, timeout=120)
         self._covered(report)
         self.check(report)
+
+    def _start_and_wait_fetch(self, **kw: Any) -> str:
+        """Start a run and return once its fetch has stored what it read."""
+        started = start_run(SOURCE, "manual", services=self.w.services, **kw)
+        assert started.run_id
+        run_id = started.run_id
+
+        def fetched() -> bool:
+            report = run_report(run_id, services=self.w.services)
+            return bool(report["counts"].get("seen")) or report["state"] not in (
+                "queued", "running")
+
+        support.wait_for(fetched, timeout=30, interval=0.01, what="the run's fetch")
+        return run_id
 
     # ------------------------------------------------------------------ real-time paths
 
@@ -406,8 +414,8 @@ class PipelineModel(RuleBasedStateMachine):
         """What beat sends: fetch_changed_assets without a run id (the task starts one)."""
         app = self.w.services.enqueuer.app  # type: ignore[attr-defined]
         before = set(self.w.services.runs.run_ids(SOURCE, 50))
-        app.send_task("tasks.pipeline.fetch_changed_assets", kwargs={"source": SOURCE},
-                      queue="fetch")
+        app.send_task(routing.FETCH_TASK, kwargs={"source": SOURCE},
+                      queue=routing.queue_of(routing.FETCH_TASK))
 
         def new_run() -> str | None:
             fresh = set(self.w.services.runs.run_ids(SOURCE, 50)) - before
@@ -422,8 +430,9 @@ class PipelineModel(RuleBasedStateMachine):
         app = self.w.services.enqueuer.app  # type: ignore[attr-defined]
         live = sorted(i for i in ids if i in self.recs)
         gone = sorted(i for i in ids if i not in self.recs)
-        result = app.send_task("tasks.pipeline.sync_asset_ids", queue="push", kwargs={
-            "source": SOURCE, "asset_ids": live, "deleted_ids": gone}, ignore_result=False)
+        result = app.send_task(
+            routing.SYNC_IDS_TASK, queue=routing.queue_of(routing.SYNC_IDS_TASK), kwargs={
+                "source": SOURCE, "asset_ids": live, "deleted_ids": gone}, ignore_result=False)
         support.wait_for(result.ready, timeout=60, what="the webhook sync")
         counts = result.get(timeout=1)
         assert isinstance(counts, dict), counts
@@ -485,11 +494,12 @@ class PipelineModel(RuleBasedStateMachine):
 
         # 3. no product asset of the DAM was deleted from the PIM
         for code, step in w.deletions[self.checked_deletions:]:
-            dam_id = by_code.get(code)
-            rec = self.recs.get(dam_id) if dam_id else None
-            if rec is not None and rec.product and support.CHECK_NO_LIVE_DELETION:
-                what = "bad-but-present" if rec.bad else "live"
-                problems.append(f"{dam_id}: {what} DAM asset deleted from the PIM (step {step})")
+            deleted_id = by_code.get(code)
+            live = self.recs.get(deleted_id) if deleted_id else None
+            if live is not None and live.product and support.CHECK_NO_LIVE_DELETION:
+                what = "bad-but-present" if live.bad else "live"
+                problems.append(
+                    f"{deleted_id}: {what} DAM asset deleted from the PIM (step {step})")
         self.checked_deletions = len(w.deletions)
 
         # 4. nothing written twice with the same content, unless the step asked for it
@@ -518,13 +528,14 @@ class PipelineModel(RuleBasedStateMachine):
         if support.CHECK_UNLINK_ON_CHANGE:
             for sku, codes in sorted(links.items()):
                 for code in codes:
-                    dam_id = by_code.get(code)
-                    rec = self.recs.get(dam_id) if dam_id else None
-                    if rec is None or dam_id in self.dirty or rec.bad or not rec.product:
+                    linked_id = by_code.get(code)
+                    owner = self.recs.get(linked_id) if linked_id else None
+                    if (owner is None or linked_id in self.dirty or owner.bad
+                            or not owner.product):
                         continue
-                    if rec.sku != sku and code in pim and pim[code]["values"].get(
-                            "product_ref", [{}])[0].get("data") == rec.sku:
-                        problems.append(f"{dam_id}: still linked to {sku}, now {rec.sku}")
+                    if owner.sku != sku and code in pim and pim[code]["values"].get(
+                            "product_ref", [{}])[0].get("data") == owner.sku:
+                        problems.append(f"{linked_id}: still linked to {sku}, now {owner.sku}")
 
         # 6. a run that left work behind says so
         if report is not None:
@@ -577,7 +588,7 @@ def test_pipeline_model(world: World) -> None:
         PipelineModel.TestCase("runTest").runTest()
     finally:
         if os.environ.get("MODEL_DEBUG"):
-            print(dict(STATS))  # noqa: T201 - asked for
+            print(dict(STATS))
 
 
 def test_model_world_is_reset_between_examples(world: World, tmp_path: Path) -> None:
@@ -592,4 +603,3 @@ def test_model_world_is_reset_between_examples(world: World, tmp_path: Path) -> 
     assert list(world.dam.ids()) == []
     assert world.pim_assets() == {}
     assert not [k for k in world.redis_snapshot() if ":run:" in k]
-    assert run_report  # the module's API stays importable for readers

@@ -5,6 +5,11 @@ that does not exist would otherwise surface as thousands of 422s during a sync. 
 reaches the PIM (which proves the credentials), reads each configured family's structure
 live, and `check_family` compares the mapping with it. Every finding carries the config
 path it is about (`families.packshots.mapping.main_colors: …`).
+
+Why it lives in connector/structure/: it reads the same live asset family structure that
+`structure apply` writes. Why one module of ~415 lines: each check reads as the mistake it
+catches and all share one `Finding` path scheme; split further they would only call back
+and forth.
 """
 
 from __future__ import annotations
@@ -20,9 +25,9 @@ from connector.config.model import AttributeMapping, Config, FamilyConfig
 from connector.pim.cache import StructureSource, UnknownFamilyError, fetch_structure
 from connector.pim.errors import PimAuthError, PimError
 from connector.pim.structure import AssetFamilyStructure, Attribute
+from connector.structure.spec import OPTION_TYPES
 
 Severity = Literal["error", "warning"]
-OPTION_TYPES = frozenset({"single_option", "multiple_options"})
 
 
 @dataclass(frozen=True)

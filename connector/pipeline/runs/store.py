@@ -1,60 +1,23 @@
-"""Run bookkeeping in Redis: lock, run record, idempotent counts, batching and completion.
+"""RunStore: every run's state in Redis — lock, record, per-asset states, chunks, batches.
 
-Why not a Celery chord: chords on Redis lose their body when parts are redelivered or a
-counter expires. Everything here is duplicate-safe instead, so any task may run twice
-(acks_late redelivery after a crash) without double-counting or losing the run's end:
-
-- per-asset *states* (hash dam id → state) with counters moved by one Lua script; a state
-  only moves forward (seen → pending → a final state), so a replay changes nothing;
-- *sets* of expected and finished chunk ids and batch ids (SADD is idempotent);
-- the per-family *pending buffer*: assets are appended only on their first move to
-  `pending`, and full batches of `push_batch_size` are cut atomically in Lua, so requests
-  are filled across chunk boundaries;
-- the completion check (one Lua script run after every task): "fetch done ∧ all chunks
-  done" → one caller (SET NX) flushes the remainders into last batches; "… ∧ all batches
-  done" → one caller (SET NX) is the finisher. The same caller identity gets the same
-  answer again on a replay, so a crash between "claimed" and "acted" is repaired by the
-  redelivered task.
-
-The keys a script touches beyond its KEYS are derived from the run's key prefix (one Redis
-server, not Redis Cluster).
+See `connector.pipeline.runs` for why each operation is duplicate-safe.
 """
 
 from __future__ import annotations
 
 import json
 import secrets
-import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import redis
 
 from connector.pipeline.errors import UnknownRunError
-from connector.pipeline.plan import dry_run_summary
+from connector.pipeline.runs import scripts
+from connector.pipeline.runs.record import TERMINAL_STATES, RunRecord, RunState, parse_time, utcnow
+from connector.pipeline.runs.report import COUNT_NAMES, RunCounts, final_report
 from connector.redis_conn import Keys
-
-TERMINAL_STATES = frozenset({"succeeded", "failed"})
-
-# Counter names of a run report (one per final asset state, plus request statistics).
-COUNT_NAMES = (
-    "seen",
-    "skipped",
-    "quarantined",
-    "unchanged",
-    "pending",
-    "created",
-    "updated",
-    "failed",
-    "superseded",
-    "deleted",
-    "deletion_ignored",
-    "deletion_failed",
-    "requests",
-    "sent",
-)
 
 # redis-py types each command as `T | Awaitable[T]` (sync and asyncio clients share stubs);
 # the connector only uses the synchronous client, so its handles are typed loosely.
@@ -65,211 +28,11 @@ WORK_TTL = 2 * 24 * 3600  # chunks, batches, states: must outlive the longest ru
 RUNS_KEPT_PER_SOURCE = 500
 ERRORS_KEPT = 50
 
-_TRANSITION = """
-local RANK = {seen = 0, pending = 1}
-local function rank(s) return RANK[s] or 2 end
-local changed = 0
-for i = 2, #ARGV, 2 do
-  local member, new = ARGV[i], ARGV[i + 1]
-  local old = redis.call('HGET', KEYS[1], member)
-  if (not old) or rank(new) > rank(old) then
-    redis.call('HSET', KEYS[1], member, new)
-    if old and old ~= 'seen' then redis.call('HINCRBY', KEYS[2], old, -1) end
-    redis.call('HINCRBY', KEYS[2], new, 1)
-    changed = changed + 1
-  end
-end
-redis.call('EXPIRE', KEYS[1], ARGV[1])
-redis.call('EXPIRE', KEYS[2], ARGV[1])
-return changed
-"""
-
-_CUT = """
-local function cut(prefix, fam, n, ttl, batches)
-  local pend = prefix .. ':pend:' .. fam
-  local items = redis.call('LRANGE', pend, 0, n - 1)
-  redis.call('LTRIM', pend, #items, -1)
-  local bid = 'b' .. redis.call('INCR', prefix .. ':bseq')
-  redis.call('EXPIRE', prefix .. ':bseq', ttl)
-  local body = '{"family":"' .. fam .. '","items":[' .. table.concat(items, ',') .. ']}'
-  redis.call('SET', prefix .. ':b:' .. bid, body, 'EX', ttl)
-  redis.call('SADD', batches, bid)
-  redis.call('EXPIRE', batches, ttl)
-  return bid
-end
-"""
-
-# KEYS: states, counts, families, batches, this chunk's batches
-# ARGV: prefix, batch size, ttl, then (member, family, payload) triples
-_ENQUEUE = _CUT + """
-local prefix, size, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local touched = {}
-for i = 4, #ARGV, 3 do
-  local member, fam, payload = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  local old = redis.call('HGET', KEYS[1], member)
-  if (not old) or old == 'seen' then
-    redis.call('HSET', KEYS[1], member, 'pending')
-    redis.call('HINCRBY', KEYS[2], 'pending', 1)
-    local pend = prefix .. ':pend:' .. fam
-    redis.call('RPUSH', pend, payload)
-    redis.call('EXPIRE', pend, ttl)
-    redis.call('SADD', KEYS[3], fam)
-    redis.call('EXPIRE', KEYS[3], ttl)
-    touched[#touched + 1] = fam
-  end
-end
-local out = {}
-local done = {}
-for _, fam in ipairs(touched) do
-  if not done[fam] then
-    done[fam] = true
-    while redis.call('LLEN', prefix .. ':pend:' .. fam) >= size do
-      local bid = cut(prefix, fam, size, ttl, KEYS[4])
-      redis.call('SADD', KEYS[5], bid)
-      out[#out + 1] = bid
-    end
-  end
-end
-redis.call('EXPIRE', KEYS[1], ttl)
-redis.call('EXPIRE', KEYS[5], ttl)
-return out
-"""
-
-# KEYS: run, chunks, chunks done, batches, batches done, families, flush batches
-# ARGV: prefix, caller, batch size, ttl
-_COMPLETE = _CUT + """
-local run, prefix, caller = KEYS[1], ARGV[1], ARGV[2]
-local size, ttl = tonumber(ARGV[3]), tonumber(ARGV[4])
-if redis.call('HGET', run, 'fetch_done') ~= '1' then return {'wait'} end
-if redis.call('SCARD', KEYS[2]) ~= redis.call('SCARD', KEYS[3]) then return {'wait'} end
-local owner = redis.call('HGET', run, 'flush_owner')
-if not owner then
-  redis.call('HSET', run, 'flush_owner', caller)
-  owner = caller
-  for _, fam in ipairs(redis.call('SMEMBERS', KEYS[6])) do
-    while redis.call('LLEN', prefix .. ':pend:' .. fam) > 0 do
-      local bid = cut(prefix, fam, size, ttl, KEYS[4])
-      redis.call('SADD', KEYS[7], bid)
-      redis.call('EXPIRE', KEYS[7], ttl)
-    end
-  end
-  redis.call('HSET', run, 'flushed', '1')
-end
-if owner == caller then
-  local out = {'push'}
-  for _, bid in ipairs(redis.call('SMEMBERS', KEYS[7])) do
-    if redis.call('SISMEMBER', KEYS[5], bid) == 0 then out[#out + 1] = bid end
-  end
-  if #out > 1 then return out end
-end
-if redis.call('SCARD', KEYS[4]) ~= redis.call('SCARD', KEYS[5]) then return {'wait'} end
-local finisher = redis.call('HGET', run, 'finisher')
-if not finisher then
-  redis.call('HSET', run, 'finisher', caller)
-  return {'finish'}
-end
-if finisher == caller then return {'finish'} end
-return {'done'}
-"""
-
-_RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('EXPIRE', KEYS[1], ARGV[2])
-end
-return 0
-"""
-
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-"""
-
 
 def _s(value: bytes | str | None) -> str | None:
     if value is None:
         return None
     return value.decode() if isinstance(value, bytes) else value
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def parse_time(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    moment = datetime.fromisoformat(text)
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-@dataclass
-class StartResult:
-    """What `start_run` answers: a run id, or who holds the source."""
-
-    run_id: str | None
-    busy: bool = False
-    holder: str | None = None
-    message: str = ""
-
-    @property
-    def started(self) -> bool:
-        return self.run_id is not None and not self.busy
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"run_id": self.run_id, "busy": self.busy, "holder": self.holder,
-                "message": self.message}
-
-
-@dataclass
-class RunRecord:
-    """The run hash, typed."""
-
-    run_id: str
-    source: str
-    trigger: str
-    state: str
-    started_at: datetime
-    full: bool = False
-    since: datetime | None = None
-    has_asset_ids: bool = False
-    force: bool = False
-    dry_run: bool = False
-    finished_at: datetime | None = None
-    error: str | None = None
-    watermark_before: datetime | None = None
-    watermark_after: datetime | None = None
-    fetch_done: bool = False
-    report: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def from_hash(cls, run_id: str, raw: dict[bytes, bytes]) -> RunRecord:
-        d = {k.decode(): v.decode() for k, v in raw.items()}
-        return cls(
-            run_id=run_id,
-            source=d["source"],
-            trigger=d.get("trigger", ""),
-            state=d.get("state", "queued"),
-            started_at=parse_time(d.get("started_at")) or utcnow(),
-            full=d.get("full") == "1",
-            since=parse_time(d.get("since")),
-            has_asset_ids=d.get("asset_ids") == "1",
-            force=d.get("force") == "1",
-            dry_run=d.get("dry_run") == "1",
-            finished_at=parse_time(d.get("finished_at")),
-            error=d.get("error") or None,
-            watermark_before=parse_time(d.get("watermark_before")),
-            watermark_after=parse_time(d.get("watermark_after")),
-            fetch_done=d.get("fetch_done") == "1",
-            report=json.loads(d["report"]) if d.get("report") else {},
-        )
-
-    @property
-    def duration(self) -> float | None:
-        if self.finished_at is None:
-            return None
-        return (self.finished_at - self.started_at).total_seconds()
 
 
 class RunStore:
@@ -278,11 +41,11 @@ class RunStore:
     def __init__(self, redis_client: redis.Redis, keys: Keys) -> None:
         self.redis: SyncRedis = redis_client
         self.keys = keys
-        self._transition = redis_client.register_script(_TRANSITION)
-        self._enqueue = redis_client.register_script(_ENQUEUE)
-        self._complete = redis_client.register_script(_COMPLETE)
-        self._renew = redis_client.register_script(_RENEW)
-        self._release = redis_client.register_script(_RELEASE)
+        self._transition = redis_client.register_script(scripts.TRANSITION)
+        self._enqueue = redis_client.register_script(scripts.ENQUEUE)
+        self._complete = redis_client.register_script(scripts.COMPLETE)
+        self._renew = redis_client.register_script(scripts.RENEW)
+        self._release = redis_client.register_script(scripts.RELEASE)
 
     # ------------------------------------------------------------------ keys
 
@@ -354,7 +117,7 @@ class RunStore:
         fields = {
             "source": source,
             "trigger": trigger,
-            "state": "queued",
+            "state": RunState.QUEUED,
             "started_at": now.isoformat(),
             "full": "1" if full else "0",
             "since": since.astimezone(UTC).isoformat() if since else "",
@@ -397,8 +160,8 @@ class RunStore:
     def mark_running(self, run_id: str) -> None:
         self.redis.hsetnx(self.prefix(run_id), "running_at", utcnow().isoformat())
         # queued → running only; a terminal state is never overwritten
-        if _s(self.redis.hget(self.prefix(run_id), "state")) == "queued":
-            self.redis.hset(self.prefix(run_id), "state", "running")
+        if _s(self.redis.hget(self.prefix(run_id), "state")) == RunState.QUEUED:
+            self.redis.hset(self.prefix(run_id), "state", RunState.RUNNING)
 
     def add_error(self, run_id: str, message: str, *, fatal: bool) -> None:
         """Note a problem of the run; `fatal` makes the run end as failed."""
@@ -455,11 +218,12 @@ class RunStore:
         """Plain counters (requests, bytes): they count what happened, replays included."""
         self.redis.hincrby(self.key(run_id, "n"), name, amount)
 
-    def counts(self, run_id: str) -> dict[str, int]:
+    def counts(self, run_id: str) -> RunCounts:
+        """The run's counters: every name of COUNT_NAMES (0 when never moved), and more."""
         raw = self.redis.hgetall(self.key(run_id, "n"))
-        out = dict.fromkeys(COUNT_NAMES, 0)
+        out: dict[str, Any] = dict.fromkeys(COUNT_NAMES, 0)
         out.update({k.decode(): int(v) for k, v in raw.items()})
-        return out
+        return cast(RunCounts, out)
 
     # ------------------------------------------------------------------ chunks
 
@@ -582,21 +346,10 @@ class RunStore:
             self.release(record.source, run_id)
             return record
         finished = utcnow()
-        counts = self.counts(run_id)
         failed = record.error is not None
-        report: dict[str, Any] = dict(counts)
-        report.pop("pending", None)
-        report["dead_lettered"] = counts["failed"]
-        report["mean_assets_per_request"] = (
-            round(counts["sent"] / counts["requests"], 2) if counts["requests"] else 0.0
-        )
-        report["duration"] = round((finished - record.started_at).total_seconds(), 3)
-        report["errors"] = self.errors(run_id)[-10:]
-        report.update(self.progress(run_id))
-        if record.dry_run:  # what it would have done (nothing was written)
-            report.update(dry_run_summary(self.redis, self.keys, run_id, counts))
+        report = final_report(self, record, finished)
         fields = {
-            "state": "failed" if failed else "succeeded",
+            "state": RunState.FAILED if failed else RunState.SUCCEEDED,
             "finished_at": finished.isoformat(),
             "report": json.dumps(report),
         }
@@ -625,7 +378,3 @@ class RunStore:
 def _batch_order(batch_id: str) -> tuple[int, str]:
     digits = batch_id.lstrip("b")
     return (int(digits) if digits.isdigit() else 0, batch_id)
-
-
-def now_ts() -> float:
-    return time.time()

@@ -3,6 +3,11 @@
 Each message is acknowledged only after its event is recorded in Redis (or parked as
 unreadable); if recording fails the message is requeued, so a crash or an outage means
 redelivery, not loss. The body is read raw (whatever the content type) and parsed as JSON.
+
+Why it lives in tasks/ and not in connector.intake: it is an adapter to a message broker
+(kombu, Celery's transport library), and `connector/` imports neither Celery nor kombu.
+What a message means is decided in `connector.intake.consumer.handle_message`; this module
+only moves bytes and acknowledgements. `connector intake amqp SOURCE` (tasks/cli.py) runs it.
 """
 
 from __future__ import annotations

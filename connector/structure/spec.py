@@ -1,32 +1,23 @@
-"""`connector structure apply`: bring the PIM's asset families in line with a YAML file.
+"""The structure file (format in examples/structure.yaml): its model, validation and loading.
 
-The file declares families, their attributes and options (format in examples/structure.yaml).
-Applying it is idempotent: every item is read from the live PIM first and only the fields
-that differ are PATCHed, so re-applying the same file sends no write at all and reports
-every item "unchanged". Only what the file states is compared: labels the file does not
-mention and properties it leaves out are left as the PIM has them.
-
-Order per family: the family itself (without `attribute_as_main_media`, whose attribute may
-not exist yet), then its attributes, then their options, then the family again with its
-main media, naming convention and product link rules.
+Why marshmallow's stock fields here and not the config's (connector/config/fields.py): the
+structure file mirrors Akeneo's own JSON bodies, and its messages ("path: message", every
+error in one run) are pinned by tests/test_structure_apply.py. The code and locale rules are
+the shared ones of connector/rules.py.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any
 
 import yaml
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
-from connector.pim.errors import PimAuthError, PimError
 from connector.pim.structure import ATTRIBUTE_TYPES
-
-CODE_RE = re.compile(r"^[a-zA-Z0-9_]+\Z")
-LOCALE_RE = re.compile(r"^[a-z]{2,3}_[A-Za-z0-9]{2,4}\Z")
+from connector.rules import is_locale, matches_code
 
 # Asset attributes the API can create (asset_collection is a product attribute type).
 API_ATTRIBUTE_TYPES = tuple(sorted(ATTRIBUTE_TYPES - {"asset_collection"}))
@@ -34,10 +25,6 @@ OPTION_TYPES = frozenset({"single_option", "multiple_options"})
 MEDIA_TYPES = frozenset({"media_link", "media_file"})
 # Akeneo refuses to change these once the attribute exists.
 IMMUTABLE_ATTRIBUTE_FIELDS = ("type", "value_per_locale", "value_per_channel")
-COMMON_ATTRIBUTE_FIELDS = frozenset(
-    {"labels", "value_per_locale", "value_per_channel", "is_required_for_completeness",
-     "is_read_only"}
-)
 TYPE_PROPERTIES: dict[str, frozenset[str]] = {
     "text": frozenset(
         {"max_characters", "is_textarea", "is_rich_text_editor", "validation_rule",
@@ -60,9 +47,6 @@ FAMILY_FIELDS = (
     "product_link_rules",
     "transformations",
 )
-
-Action = Literal["created", "updated", "unchanged", "conflict", "failed"]
-Kind = Literal["family", "attribute", "option"]
 
 
 class StructureFileError(Exception):
@@ -116,15 +100,25 @@ class StructureSpec:
 
 
 def _code(value: Any) -> None:
-    if not isinstance(value, str) or not CODE_RE.match(value):
+    if not matches_code(value):
         raise ValidationError("must be a code of letters, digits and underscores")
     if len(value) > 255:
         raise ValidationError("must be at most 255 characters")
 
 
+def _locale(message: str) -> Callable[[Any], None]:
+    """A validator for a locale code (connector/rules.py), failing with `message`."""
+
+    def check(value: Any) -> None:
+        if not is_locale(value):
+            raise ValidationError(message)
+
+    return check
+
+
 def _labels() -> fields.Dict:
     return fields.Dict(
-        keys=fields.Str(validate=validate.Regexp(LOCALE_RE, error="not a locale code")),
+        keys=fields.Str(validate=_locale("not a locale code")),
         values=fields.Str(),
     )
 
@@ -299,7 +293,7 @@ class StructureFileSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    locales = fields.List(fields.Str(validate=validate.Regexp(LOCALE_RE, error="not a locale")))
+    locales = fields.List(fields.Str(validate=_locale("not a locale")))
     channels = fields.List(fields.Str(validate=_code))
     families = fields.Dict(keys=fields.Str(validate=_code), values=fields.Raw(), required=True)
 
@@ -337,7 +331,7 @@ def parse_structure(data: Any) -> StructureSpec:
         errors += _flatten(exc.messages, "")
         # Go on with the families whose code is valid, so one run shows every error.
         raw = data.get("families")
-        valid = {k: v for k, v in raw.items() if isinstance(k, str) and CODE_RE.match(k)} if (
+        valid = {k: v for k, v in raw.items() if matches_code(k)} if (
             isinstance(raw, Mapping)
         ) else {}
         top = {"families": valid}
@@ -404,289 +398,3 @@ def load_structure_file(path: str | Path) -> StructureSpec:
         problem = getattr(exc, "problem", None) or str(exc)
         raise StructureFileError([f"{path}: not valid YAML{where}: {problem}"]) from None
     return parse_structure(data)
-
-
-# ---------------------------------------------------------------- comparing with the PIM
-
-
-def _strip_none(value: Any) -> Any:
-    """Drop null keys recursively: the PIM echoes unset optional keys as null."""
-    if isinstance(value, Mapping):
-        return {k: _strip_none(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list | tuple):
-        return [_strip_none(v) for v in value]
-    return value
-
-
-def _labels_differ(desired: Mapping[str, str], live: Any) -> bool:
-    live = live or {}
-    return any(live.get(locale) != label for locale, label in desired.items())
-
-
-def _number(value: Any) -> Any:
-    if value is None or value == "":
-        return None
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return value
-
-
-def _same(name: str, desired: Any, live: Any) -> bool:
-    """Whether the live value of field `name` already says what the file says."""
-    if name == "labels":
-        return not _labels_differ(desired or {}, live)
-    if name in ("min_value", "max_value", "max_file_size"):
-        return bool(_number(desired) == _number(live))
-    if name in ("prefix", "suffix", "validation_regexp", "naming_convention"):
-        return (desired or None) == (live or None) or _strip_none(desired) == _strip_none(live)
-    if name == "allowed_extensions":
-        return sorted(e.lower() for e in desired or ()) == sorted(e.lower() for e in live or ())
-    if name in ("product_link_rules", "transformations"):
-        return bool(_strip_none(desired or []) == _strip_none(live or []))
-    if name == "validation_rule":
-        aliases = {"regular_expression": "regexp"}
-        return aliases.get(desired, desired) == aliases.get(live, live)
-    if name in ("value_per_locale", "value_per_channel", "is_required_for_completeness",
-                "is_read_only", "is_textarea", "is_rich_text_editor", "decimals_allowed"):
-        return bool(desired) == bool(live)
-    return bool(desired == live)
-
-
-def _diff(desired: Mapping[str, Any], live: Mapping[str, Any]) -> list[str]:
-    return [name for name, value in desired.items() if not _same(name, value, live.get(name))]
-
-
-# ---------------------------------------------------------------- applying
-
-
-class StructureWriter(Protocol):
-    """The part of `AkeneoClient` that `apply_structure` uses."""
-
-    def get_asset_family(self, code: str) -> dict[str, Any] | None: ...
-
-    def upsert_asset_family(self, code: str, body: dict[str, Any]) -> int: ...
-
-    def get_attributes(self, family: str) -> list[dict[str, Any]]: ...
-
-    def upsert_attribute(self, family: str, code: str, body: dict[str, Any]) -> int: ...
-
-    def get_options(self, family: str, attribute: str) -> list[dict[str, Any]]: ...
-
-    def upsert_option(self, family: str, attribute: str, code: str, body: dict[str, Any]) -> int:
-        ...
-
-
-@dataclass(frozen=True)
-class ApplyItem:
-    kind: Kind
-    code: str                      # "packshots", "packshots.media", "packshots.main_colors.red"
-    action: Action
-    fields: tuple[str, ...] = ()   # fields written (created) or changed (updated)
-    message: str | None = None     # conflicts and failures say why
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "code": self.code,
-            "action": self.action,
-            "fields": list(self.fields),
-            "message": self.message,
-        }
-
-
-@dataclass
-class ApplyReport:
-    items: list[ApplyItem] = field(default_factory=list)
-    dry_run: bool = False
-
-    @property
-    def ok(self) -> bool:
-        return not any(i.action in ("conflict", "failed") for i in self.items)
-
-    @property
-    def changed(self) -> bool:
-        return any(i.action in ("created", "updated") for i in self.items)
-
-    def count(self, action: Action) -> int:
-        return sum(1 for i in self.items if i.action == action)
-
-    def touched_families(self) -> list[str]:
-        changed = ("created", "updated")
-        return sorted({i.code.split(".", 1)[0] for i in self.items if i.action in changed})
-
-    def to_dict(self) -> dict[str, Any]:
-        actions: tuple[Action, ...] = ("created", "updated", "unchanged", "conflict", "failed")
-        return {
-            "dry_run": self.dry_run,
-            "ok": self.ok,
-            "summary": {a: self.count(a) for a in actions},
-            "items": [i.to_dict() for i in self.items],
-        }
-
-
-class _FamilyApplier:
-    """Applies one family; one instance per family keeps the live state in one place."""
-
-    def __init__(self, client: StructureWriter, spec: FamilySpec, dry_run: bool) -> None:
-        self.client = client
-        self.spec = spec
-        self.dry_run = dry_run
-        self.items: list[ApplyItem] = []
-
-    def _write(self, call: Callable[[], object]) -> None:
-        if not self.dry_run:
-            call()
-
-    def run(self) -> list[ApplyItem]:
-        spec, client = self.spec, self.client
-        live_family = client.get_asset_family(spec.code)
-        family_created = live_family is None
-        if live_family is None:
-            # Without main media: its attribute cannot exist before the family does.
-            body = {"code": spec.code, "labels": spec.properties.get("labels") or {}}
-            try:
-                self._write(lambda: client.upsert_asset_family(spec.code, body))
-            except PimAuthError:
-                raise
-            except PimError as exc:
-                self.items.append(ApplyItem("family", spec.code, "failed", message=str(exc)))
-                return self.items
-            # Re-read: the PIM may fill defaults (or create default attributes) on creation.
-            live_family = (None if self.dry_run else client.get_asset_family(spec.code)) or body
-            live_attrs = {} if self.dry_run else self._live_attributes()
-        else:
-            live_attrs = self._live_attributes()
-
-        for attr in spec.attributes:
-            self._apply_attribute(attr, live_attrs.get(attr.code))
-        self._apply_family(live_family, live_attrs, family_created)
-        return self.items
-
-    def _live_attributes(self) -> dict[str, dict[str, Any]]:
-        return {a["code"]: a for a in self.client.get_attributes(self.spec.code)}
-
-    def _apply_attribute(self, attr: AttributeSpec, live: dict[str, Any] | None) -> None:
-        family, client = self.spec.code, self.client
-        item_code = f"{family}.{attr.code}"
-        desired = attr.body()
-        if live is None:
-            try:
-                self._write(lambda: client.upsert_attribute(family, attr.code, desired))
-            except PimAuthError:
-                raise
-            except PimError as exc:
-                self.items.append(ApplyItem("attribute", item_code, "failed", message=str(exc)))
-                return
-            fields_ = tuple(k for k in desired if k != "code")
-            self.items.append(ApplyItem("attribute", item_code, "created", fields_))
-            self._apply_options(attr, [])
-            return
-        conflicts = [
-            f"{name} is {live.get(name)!r} in the PIM but {desired[name]!r} in the file"
-            for name in IMMUTABLE_ATTRIBUTE_FIELDS
-            if name in desired and not _same(name, desired[name], live.get(name))
-        ]
-        if conflicts:
-            message = "; ".join(conflicts) + (
-                " (the PIM cannot change type, value_per_locale or value_per_channel of an "
-                "existing attribute: rename it in the file or delete it in the PIM)"
-            )
-            self.items.append(ApplyItem("attribute", item_code, "conflict", message=message))
-            return
-        changed = _diff({k: v for k, v in desired.items() if k != "code"}, live)
-        if changed:
-            body = {"code": attr.code, "type": attr.type, **{k: desired[k] for k in changed}}
-            if "media_type" in desired:  # Akeneo requires it on every media attribute PATCH
-                body.setdefault("media_type", desired["media_type"])
-            try:
-                self._write(lambda: client.upsert_attribute(family, attr.code, body))
-            except PimAuthError:
-                raise
-            except PimError as exc:
-                self.items.append(ApplyItem("attribute", item_code, "failed", message=str(exc)))
-                return
-            self.items.append(ApplyItem("attribute", item_code, "updated", tuple(changed)))
-        else:
-            self.items.append(ApplyItem("attribute", item_code, "unchanged"))
-        live_options = (
-            client.get_options(family, attr.code) if attr.options and attr.type in OPTION_TYPES
-            else []
-        )
-        self._apply_options(attr, live_options)
-
-    def _apply_options(self, attr: AttributeSpec, live_options: list[dict[str, Any]]) -> None:
-        if not attr.options:
-            return
-        family, client = self.spec.code, self.client
-        live = {o["code"].casefold(): o for o in live_options}
-        for option in attr.options:
-            item_code = f"{family}.{attr.code}.{option.code}"
-            current = live.get(option.code.casefold())
-            if current is not None and not _labels_differ(option.labels, current.get("labels")):
-                self.items.append(ApplyItem("option", item_code, "unchanged"))
-                continue
-            body = {"code": option.code, "labels": option.labels}
-            try:
-                if not self.dry_run:
-                    client.upsert_option(family, attr.code, option.code, body)
-            except PimAuthError:
-                raise
-            except PimError as exc:
-                self.items.append(ApplyItem("option", item_code, "failed", message=str(exc)))
-                continue
-            action: Action = "created" if current is None else "updated"
-            self.items.append(ApplyItem("option", item_code, action, ("labels",)))
-
-    def _apply_family(
-        self, live: dict[str, Any], live_attrs: dict[str, Any], created: bool
-    ) -> None:
-        spec, client = self.spec, self.client
-        main = spec.properties.get("attribute_as_main_media")
-        if main and main not in live_attrs and spec.attribute(main) is None:
-            message = f"attribute_as_main_media {main!r} is not an attribute of the family"
-            self.items.append(ApplyItem("family", spec.code, "conflict", message=message))
-            return
-        changed = _diff(spec.properties, live)
-        if changed:
-            body = {"code": spec.code, **{k: spec.properties[k] for k in changed}}
-            try:
-                self._write(lambda: client.upsert_asset_family(spec.code, body))
-            except PimAuthError:
-                raise
-            except PimError as exc:
-                self.items.append(ApplyItem("family", spec.code, "failed", message=str(exc)))
-                return
-        if created:
-            fields_ = tuple(k for k in spec.properties if spec.properties[k] or k == "labels")
-            self.items.insert(0, ApplyItem("family", spec.code, "created", fields_))
-        elif changed:
-            self.items.insert(0, ApplyItem("family", spec.code, "updated", tuple(changed)))
-        else:
-            self.items.insert(0, ApplyItem("family", spec.code, "unchanged"))
-
-
-class Invalidator(Protocol):
-    def invalidate(self, code: str | None = None) -> None: ...
-
-
-def apply_structure(
-    client: StructureWriter,
-    spec: StructureSpec,
-    *,
-    cache: Invalidator | None = None,
-    dry_run: bool = False,
-) -> ApplyReport:
-    """Create or update everything `spec` declares; report one item per family/attr/option.
-
-    A failed write is reported ("failed", with the PIM's message) and the rest goes on;
-    an authentication error stops everything (nothing else could succeed).
-    """
-    report = ApplyReport(dry_run=dry_run)
-    for family in spec.families:
-        items = _FamilyApplier(client, family, dry_run).run()
-        report.items.extend(items)
-        touched = any(i.action in ("created", "updated") for i in items)
-        if touched and cache is not None and not dry_run:
-            cache.invalidate(family.code)
-    return report
