@@ -23,6 +23,7 @@ from connector.config.model import QueueIntakeConfig
 from connector.intake.consumer import RecordingFailed, handle_message, masked_url
 from connector.intake.flush import FlushScheduler
 from connector.intake.store import IntakeStore
+from connector.retry import RECONNECT_MAX, backoff_delay
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ class AmqpConsumer:
 
     def run(self, stop: threading.Event, idle_backoff: float = 1.0) -> None:
         """Consume until `stop` is set; broker or Redis outages are waited out."""
-        backoff = idle_backoff
+        failures = 0  # in a row; the wait before reconnecting doubles with each
         log.info("consuming amqp queue %s at %s", self.cfg.name, masked_url(self.url))
         while not stop.is_set():
             try:
@@ -83,21 +84,22 @@ class AmqpConsumer:
                         on_message=self.on_message,
                         prefetch_count=self.cfg.prefetch,
                     ):
-                        backoff = idle_backoff
+                        failures = 0
                         while not stop.is_set():
                             try:
                                 conn.drain_events(timeout=0.5)
                             except TimeoutError:
                                 conn.heartbeat_check()
             except (KombuError, OSError, RecordingFailed) as exc:
+                failures += 1
+                delay = backoff_delay(failures, idle_backoff, RECONNECT_MAX, jitter=False)
                 log.warning(
                     "amqp consumer for %s: %s; retrying in %.0fs",
                     self.store.source,
                     type(exc).__name__,
-                    backoff,
+                    delay,
                 )
-                stop.wait(backoff)
-                backoff = min(backoff * 2, 30.0)
+                stop.wait(delay)
 
 
 def publish_json(url: str, queue: str, payload: bytes, message_id: str | None = None) -> None:

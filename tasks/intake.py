@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import random
 from typing import Any
 
 from celery import Task
@@ -17,11 +16,13 @@ from celery.signals import worker_ready
 
 from connector.config import Config, load_config
 from connector.config.model import SourceConfig
-from connector.intake.flush import flush_source, follow_up, is_transient
+from connector.intake.flush import flush_attempt, follow_up, retry_countdown
 from connector.intake.store import IntakeStore, known_sources
 from connector.redis_conn import Keys, get_redis
+from connector.retry import transient_errors
 from tasks import routing
 from tasks.celery_app import app
+from tasks.retry import ConfiguredRetryTask
 
 log = logging.getLogger(__name__)
 
@@ -49,38 +50,43 @@ def _sync(source: str, asset_ids: list[str], **kwargs: Any) -> Any:
     return sync_assets_by_id(source, asset_ids, **kwargs)
 
 
+class FlushTask(ConfiguredRetryTask):
+    """Celery's automatic retries of a flush: the countdown from connector.intake.flush,
+    at most the source's `realtime.max_retries` of them."""
+
+    def retry_countdown(self, retries: int, exc: BaseException | None) -> float:
+        return retry_countdown(retries, exc)
+
+    def retry(
+        self, args: Any = None, kwargs: Any = None, exc: BaseException | None = None,
+        throw: bool = True, eta: Any = None, countdown: float | None = None,
+        max_retries: int | None = None, **options: Any,
+    ) -> Any:
+        # always the source's limit: Celery keeps a `max_retries` passed once on the task
+        # object (`override_max_retries`) and hands it to later calls, other sources' too
+        called = self.request.args or [(self.request.kwargs or {}).get("source")]
+        if called[0] is not None:
+            max_retries = config().source(str(called[0])).realtime.max_retries
+        return super().retry(args, kwargs, exc, throw, eta, countdown, max_retries, **options)
+
+
 @app.task(
     bind=True,
+    base=FlushTask,
     name=routing.FLUSH_TASK,
     queue=QUEUE,
     acks_late=True,
     reject_on_worker_lost=True,
-    max_retries=None,  # bounded by the source's realtime.max_retries below
+    autoretry_for=transient_errors(),
+    max_retries=None,  # FlushTask.retry: the source's realtime.max_retries
     ignore_result=True,
 )
 def flush(self: Task, source: str) -> dict[str, Any]:
     """Take ≤ batch_size pending ids of `source` and sync them (batch id = task id)."""
-    source_cfg = config().source(source)
-    store = store_for(source_cfg)
-    batch_id = self.request.id or "eager"
-    try:
-        outcome = flush_source(store, batch_id, _sync, schedule=schedule_flush)
-    except Exception as exc:
-        if not is_transient(exc):
-            raise  # flush_source parked the ids in the failed hash
-        retries = self.request.retries
-        if retries >= source_cfg.realtime.max_retries:
-            batch = store.get_batch(batch_id)
-            if batch is not None:
-                store.fail(batch, f"gave up after {retries} retries: {type(exc).__name__}")
-            follow_up(store, schedule_flush)
-            raise
-        retry_after = getattr(exc, "retry_after", None)
-        delay = min(300.0, 2.0 * 2**retries) * (0.5 + random.random() / 2)
-        if retry_after:
-            delay = max(delay, float(retry_after))
-        raise self.retry(exc=exc, countdown=delay) from exc
-    return outcome.to_dict()
+    return flush_attempt(
+        store_for(config().source(source)), self.request.id or "eager", _sync,
+        retries=self.request.retries, schedule=schedule_flush,
+    ).to_dict()
 
 
 @app.task(name=routing.SWEEP_TASK, queue=routing.queue_of(routing.SWEEP_TASK),

@@ -1,9 +1,10 @@
 """Thin Celery tasks of the sync pipeline: each body is one call into connector.pipeline.
 
-Retry policy: only transient failures (PIM 429/5xx/timeouts, DAM transient errors, Redis
-connection problems) are retried automatically, with exponential backoff + jitter from the
-user config (`sync.backoff_base`, `sync.backoff_max`; a longer Retry-After of the DAM or
-the PIM wins), capped well below the broker's visibility timeout. Per-asset PIM retries
+Retry policy (connector/retry.py): only transient failures (`transient_errors()`: PIM
+429/5xx/timeouts, DAM transient errors, Redis connection problems) are retried by Celery's
+`autoretry_for`, with exponential backoff + jitter from the user config
+(`sync.backoff_base`, `sync.backoff_max`; a longer Retry-After of the DAM or the PIM
+wins), capped well below the broker's visibility timeout. Per-asset PIM retries
 are not Celery retries: `push` rewrites its batch to the failed assets and queues itself
 again with a countdown.
 A task that fails for good (retries exhausted, soft time limit, a bug) reports to
@@ -16,36 +17,27 @@ every body is idempotent. Arguments are ids only: no payloads, no secrets.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-import redis
 from celery import Task
 
 from connector import pipeline
-from connector.dam.base import TransientDamError
-from connector.pim.errors import TransientPimError
 from connector.pipeline.resume import task_retry_countdown
+from connector.retry import backoff_delay, is_redis_outage, retrying, transient_errors
 from tasks import routing
 from tasks.celery_app import app
+from tasks.retry import COUNTDOWN_MAX, ConfiguredRetryTask
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
-    TransientPimError,
-    TransientDamError,
-    redis.ConnectionError,
-    redis.TimeoutError,
-)
-
 RETRY_POLICY: dict[str, Any] = {
-    "autoretry_for": TRANSIENT_ERRORS,
-    # Celery's own backoff is off: `ConfiguredRetryTask.retry` takes the countdown from
+    "autoretry_for": transient_errors(),
+    # Celery's own backoff is off: `SyncRetryTask.retry_countdown` takes the countdown from
     # `sync.backoff_*`; retry_backoff_max stays the hard ceiling of any countdown
     "retry_backoff": False,
-    "retry_backoff_max": 300,
+    "retry_backoff_max": COUNTDOWN_MAX,
     "retry_jitter": True,
     "max_retries": 8,
     "acks_late": True,
@@ -55,11 +47,9 @@ RETRY_POLICY: dict[str, Any] = {
 
 #: seconds a pipeline step waits, in-process, for an unreachable Redis to come back
 REDIS_PATIENCE = 120.0
-
-
-def _redis_outage(exc: BaseException) -> bool:
-    outage = (redis.ConnectionError, redis.TimeoutError)
-    return isinstance(exc, outage) or isinstance(exc.__cause__, outage)
+#: first and longest wait, in seconds, between two runs of a step while Redis is away
+REDIS_RETRY_FIRST = 0.5
+REDIS_RETRY_MAX = 5.0
 
 
 def patiently(body: Callable[[], T], patience: float = REDIS_PATIENCE) -> T:
@@ -67,38 +57,29 @@ def patiently(body: Callable[[], T], patience: float = REDIS_PATIENCE) -> T:
     idempotent). Why not Celery's retry: it publishes a new message, which cannot be done
     while Redis (also the broker) is down; Celery then rejects the message without requeue
     and the run waits for it until the broker's visibility timeout (hours)."""
-    deadline = time.monotonic() + patience
-    delay = 0.5
-    while True:
-        try:
-            return body()
-        except Exception as exc:
-            if not _redis_outage(exc) or time.monotonic() + delay > deadline:
-                raise
-            log.warning("Redis unreachable (%s); this step runs again in %.1fs",
-                        type(exc).__name__, delay)
-            time.sleep(delay)
-            delay = min(2 * delay, 5.0)
+
+    def note(failures: int, exc: BaseException, delay: float | None) -> None:
+        log.warning("Redis unreachable (%s); this step runs again in %.1fs",
+                    type(exc).__name__, delay or 0.0)
+
+    return retrying(
+        body,
+        retry_if=is_redis_outage,
+        wait=lambda n, exc: backoff_delay(n, REDIS_RETRY_FIRST, REDIS_RETRY_MAX, jitter=False),
+        patience=patience,
+        on_retry=note,
+    )
 
 
-class ConfiguredRetryTask(Task):
+class SyncRetryTask(ConfiguredRetryTask):
     """Automatic retries wait what the user config says (`sync.backoff_*`), not Celery's
     default backoff."""
 
-    def retry(
-        self, args: Any = None, kwargs: Any = None, exc: BaseException | None = None,
-        throw: bool = True, eta: Any = None, countdown: float | None = None,
-        max_retries: int | None = None, **options: Any,
-    ) -> Any:
-        if countdown is None and eta is None:
-            countdown = min(
-                float(RETRY_POLICY["retry_backoff_max"]),
-                task_retry_countdown(int(self.request.retries or 0), exc),
-            )
-        return super().retry(args, kwargs, exc, throw, eta, countdown, max_retries, **options)
+    def retry_countdown(self, retries: int, exc: BaseException | None) -> float:
+        return task_retry_countdown(retries, exc)
 
 
-class PipelineTask(ConfiguredRetryTask):
+class PipelineTask(SyncRetryTask):
     """Reports a final failure to the pipeline so the run is not left hanging."""
 
     #: which `gave_up` kind this task is (fetch | chunk | batch), None = nothing to repair
@@ -152,7 +133,7 @@ def fetch_changed_assets(
                 source, trigger, full=full, on_started=adopt
             ).to_dict()
         except Exception as exc:
-            if not started or not _redis_outage(exc):
+            if not started or not is_redis_outage(exc):
                 raise
             run_id = started[0]  # Redis went away during the fetch: wait for it, as below
     fetch_run = run_id
@@ -176,14 +157,14 @@ def push_batch(self: PipelineTask, run_id: str, batch_id: str) -> None:
 
 
 @app.task(
-    base=ConfiguredRetryTask, bind=True, name=routing.RECONCILE_TASK,
+    base=SyncRetryTask, bind=True, name=routing.RECONCILE_TASK,
     soft_time_limit=3300, time_limit=3600, **RETRY_POLICY,
 )
 def reconcile_source(self: Task, source: str, apply: bool = False) -> dict[str, Any]:
     return pipeline.reconcile(source, apply=apply)
 
 
-@app.task(base=ConfiguredRetryTask, bind=True, name=routing.SYNC_IDS_TASK,
+@app.task(base=SyncRetryTask, bind=True, name=routing.SYNC_IDS_TASK,
           **RETRY_POLICY)
 def sync_asset_ids(
     self: Task,

@@ -8,10 +8,11 @@ import pytest
 
 from connector.config.model import EventFieldsConfig, RealtimeConfig
 from connector.intake.events import Event, MalformedEvent, extract, parse_events
-from connector.intake.flush import flush_source, is_transient
+from connector.intake.flush import flush_source
 from connector.intake.store import FLUSH_LATER, FLUSH_NOW, NO_FLUSH, IntakeStore
 from connector.pim.errors import PermanentPimError, TransientPimError
 from connector.redis_conn import Keys
+from connector.retry import is_transient
 
 FIELDS = EventFieldsConfig(
     event_type="type",

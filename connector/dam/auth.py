@@ -18,6 +18,7 @@ import requests
 
 from connector.config.model import AuthConfig
 from connector.dam.base import DamError, TransientDamError
+from connector.retry import is_transient_status
 from connector.settings import Secret
 
 
@@ -136,7 +137,7 @@ class OAuth2ClientCredentials(DamAuth):
             raise TransientDamError(
                 f"OAuth2 token endpoint {self.token_url} unreachable: {type(exc).__name__}"
             ) from None
-        if resp.status_code >= 500 or resp.status_code == 429:
+        if is_transient_status(resp.status_code):
             raise TransientDamError(
                 f"OAuth2 token endpoint {self.token_url} answered HTTP {resp.status_code}"
             )

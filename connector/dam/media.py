@@ -30,7 +30,7 @@ from urllib.parse import urljoin, urlsplit
 import requests
 
 from connector.dam.base import DamError, TransientDamError
-from connector.retry import parse_retry_after
+from connector.retry import is_transient_status, parse_retry_after
 
 Resolver = Callable[[str, int], list[str]]
 
@@ -231,7 +231,7 @@ class SafeDownloader:
                 if resp.status_code in REDIRECT_STATUSES and location:
                     current = urljoin(current, location)
                     continue
-                if resp.status_code in (408, 429) or resp.status_code >= 500:
+                if is_transient_status(resp.status_code):
                     raise TransientDamError(
                         f"download of {safe_url(current)} answered HTTP {resp.status_code}",
                         retry_after=parse_retry_after(resp.headers.get("Retry-After")),

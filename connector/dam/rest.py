@@ -3,7 +3,8 @@
 One listing request at a time, one page in memory at a time. Every request (listing
 page, single get, binary download) has a timeout, takes a slot of the DAM's budget
 (fleet-wide in Redis when the factory is given one: connector.dam.ratelimit), and is
-retried a bounded number of times on 429, 408, 500, 502, 503, 504, timeouts and
+retried a bounded number of times (`connector.retry.retrying`) on the statuses
+`connector.retry.is_transient_status` calls transient (408, 425, 429, 5xx), timeouts and
 connection errors: a Retry-After (seconds or HTTP-date) closes the budget's gate for every
 process until it expires, otherwise the wait is exponential with jitter (`backoff_base`,
 `backoff_max`). Only then does a `TransientDamError` tell the pipeline to try again later.
@@ -41,11 +42,27 @@ from connector.dam.pagination import PageResponse, build_paginator
 from connector.dam.paths import MISSING, get_path
 from connector.dam.ratelimit import DamThrottle, DamThrottledError, LocalThrottle
 from connector.dam.records import normalise_record
-from connector.retry import backoff_delay, parse_retry_after
+from connector.retry import (
+    backoff_delay,
+    is_transient_status,
+    parse_retry_after,
+    retry_after_of,
+    retrying,
+)
 
 log = logging.getLogger(__name__)
 
-RETRY_STATUSES = frozenset({408, 500, 502, 503, 504})
+
+
+class _RetryableAnswer(TransientDamError):
+    """One attempt of a request failed in a way worth retrying: a transient status
+    (`connector.retry.is_transient_status`) or no answer at all (`unreachable`)."""
+
+    def __init__(
+        self, reason: str, retry_after: float | None = None, *, unreachable: bool = False
+    ) -> None:
+        super().__init__(reason, retry_after=retry_after)
+        self.unreachable = unreachable
 
 
 class BadRecordError(DamError):
@@ -157,28 +174,28 @@ class RestSource(DamSource):
         every API request. A binary on another host (a CDN) is retried the same way, but
         neither takes this DAM's budget nor closes its gate."""
         own = _origin(url) == self._origin
-        failures = 0
-        while True:
-            try:
-                if not own:
-                    return self.downloader.fetch(url, self.session, {})
-                with self.throttle.slot():
-                    try:
-                        return self.downloader.fetch(url, self.session, self.auth.headers())
-                    except TransientDamError as exc:
-                        if exc.retry_after is not None:  # close the gate before the slot frees
-                            self.throttle.block_for(exc.retry_after)
-                        raise
-            except DamThrottledError:
-                raise
-            except TransientDamError as exc:
-                failures += 1
-                if failures > self.config.max_retries:
-                    raise TransientDamError(
-                        f"{self.name}: {exc}, still failing after {failures} attempts",
-                        retry_after=exc.retry_after,
-                    ) from None
-                self._wait(failures, str(exc), exc.retry_after, gate=own)
+
+        def attempt() -> Path:
+            if not own:
+                return self.downloader.fetch(url, self.session, {})
+            with self.throttle.slot():
+                try:
+                    return self.downloader.fetch(url, self.session, self.auth.headers())
+                except TransientDamError as exc:
+                    if exc.retry_after is not None:  # close the gate before the slot frees
+                        self.throttle.block_for(exc.retry_after)
+                    raise
+
+        return retrying(
+            attempt,
+            # the budget refusing to wait (DamThrottledError) is the step's to retry, later
+            retry_if=lambda exc: isinstance(exc, TransientDamError)
+            and not isinstance(exc, DamThrottledError),
+            wait=lambda n, exc: self._wait(n, str(exc), retry_after_of(exc), gate=own),
+            attempts=self.config.max_retries + 1,
+            give_up=self._gave_up,
+            sleep=self._sleep,
+        )
 
     def open_binary(self, asset: DamAsset) -> AbstractContextManager[IO[bytes]]:
         """A stream over the binary, downloaded safely (allow-list, size cap) first."""
@@ -265,66 +282,76 @@ class RestSource(DamSource):
 
     def _send(self, method: str, url: str, params: dict[str, str] | None) -> requests.Response:
         """One request with budget, timeout and bounded retries; returns a final response."""
-        failures = 0
-        reauthenticated = False
-        while True:
-            with self.throttle.slot():
-                headers = {"Accept": "application/json", **self.auth.headers()}
-                resp: requests.Response | None = None
-                try:
-                    answer = self.session.request(
-                        method, url, params=params, headers=headers, timeout=self.config.timeout
+        reauthenticated = False  # once per request, whatever the retries in between
+
+        def attempt() -> requests.Response:
+            nonlocal reauthenticated
+            while True:
+                with self.throttle.slot():
+                    headers = {"Accept": "application/json", **self.auth.headers()}
+                    resp: requests.Response | None = None
+                    try:
+                        answer = self.session.request(
+                            method, url, params=params, headers=headers,
+                            timeout=self.config.timeout,
+                        )
+                    except requests.RequestException as exc:
+                        reason = f"{type(exc).__name__} on {safe_url(url)}"
+                    else:
+                        resp = answer
+                        retry_after: float | None = None
+                        if is_transient_status(answer.status_code):
+                            retry_after = parse_retry_after(answer.headers.get("Retry-After"))
+                        # the gate closes while we still hold the slot: with one request in
+                        # flight fleet-wide, no other process can send before it is closed
+                        if retry_after is not None:
+                            self.throttle.block_for(retry_after)
+                if resp is None:
+                    raise _RetryableAnswer(reason, unreachable=True)
+                status = resp.status_code
+                if status == 401 and not reauthenticated and self.auth.on_unauthorized():
+                    reauthenticated = True
+                    resp.close()
+                    continue
+                if status in (401, 403):
+                    resp.close()
+                    raise DamAuthError(
+                        f"{self.name}: the DAM refused our credentials (HTTP {status}) "
+                        f"on {safe_url(url)}"
                     )
-                except requests.RequestException as exc:
-                    reason = f"{type(exc).__name__} on {safe_url(url)}"
-                else:
-                    resp = answer
-                    # the gate closes while we still hold the slot: with one request in
-                    # flight fleet-wide, no other process can send before it is closed
-                    if answer.status_code == 429 or answer.status_code in RETRY_STATUSES:
-                        pause = parse_retry_after(answer.headers.get("Retry-After"))
-                        if pause is not None:
-                            self.throttle.block_for(pause)
-            if resp is None:
-                failures += 1
-                if failures > self.config.max_retries:
-                    raise TransientDamError(
-                        f"{self.name}: DAM unreachable after {failures} attempts ({reason})"
-                    ) from None
-                self._wait(failures, reason, None)
-                continue
-            status = resp.status_code
-            if status == 401 and not reauthenticated and self.auth.on_unauthorized():
-                reauthenticated = True
-                resp.close()
-                continue
-            if status in (401, 403):
-                resp.close()
-                raise DamAuthError(
-                    f"{self.name}: the DAM refused our credentials (HTTP {status}) "
-                    f"on {safe_url(url)}"
-                )
-            if status == 429 or status in RETRY_STATUSES:
-                failures += 1
-                retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-                resp.close()
-                reason = f"HTTP {status} on {safe_url(url)}"
-                if failures > self.config.max_retries:
-                    raise TransientDamError(
-                        f"{self.name}: {reason}, still failing after {failures} attempts",
-                        retry_after=retry_after,
-                    )
-                self._wait(failures, reason, retry_after)
-                continue
-            return resp
+                if is_transient_status(status):
+                    resp.close()
+                    raise _RetryableAnswer(f"HTTP {status} on {safe_url(url)}", retry_after)
+                return resp
+
+        return retrying(
+            attempt,
+            retry_if=lambda exc: isinstance(exc, _RetryableAnswer),
+            wait=lambda n, exc: self._wait(n, str(exc), retry_after_of(exc)),
+            attempts=self.config.max_retries + 1,
+            give_up=self._gave_up,
+            sleep=self._sleep,
+        )
+
+    def _gave_up(self, failures: int, exc: BaseException) -> TransientDamError:
+        """The error of a request still failing after its last retry."""
+        if isinstance(exc, _RetryableAnswer) and exc.unreachable:
+            return TransientDamError(
+                f"{self.name}: DAM unreachable after {failures} attempts ({exc})"
+            )
+        return TransientDamError(
+            f"{self.name}: {exc}, still failing after {failures} attempts",
+            retry_after=retry_after_of(exc),
+        )
 
     def _wait(
         self, failures: int, reason: str, retry_after: float | None, *, gate: bool = True
-    ) -> None:
-        """Before retry number `failures`. A Retry-After of this DAM is already in the
-        budget's gate (every process of the fleet waits it out in its next `slot()`); one
-        of another host (`gate=False`) is slept here. Without one: an exponential backoff
-        with jitter, in this process only."""
+    ) -> float | None:
+        """Seconds to sleep before retry number `failures`. A Retry-After of this DAM is
+        already in the budget's gate (every process of the fleet waits it out in its next
+        `slot()`: nothing to sleep here); one of another host (`gate=False`) is slept.
+        Without one: an exponential backoff with jitter, in this process only. A
+        Retry-After longer than we wait in-process ends the retries at once."""
         if retry_after is not None:
             if retry_after > self._max_retry_after:
                 raise TransientDamError(
@@ -334,12 +361,10 @@ class RestSource(DamSource):
                 )
             log.info("%s: %s, retry %d after %.2fs (Retry-After)", self.name, reason,
                      failures, retry_after)
-            if not gate:
-                self._sleep(retry_after)
-            return
+            return None if gate else retry_after
         delay = backoff_delay(failures, self._backoff_base, self._backoff_max)
         log.info("%s: %s, retry %d in %.2fs", self.name, reason, failures, delay)
-        self._sleep(delay)
+        return delay
 
     def _raise_for_status(self, resp: requests.Response) -> None:
         if 200 <= resp.status_code < 300:

@@ -17,9 +17,9 @@ from typing import Any
 
 import redis
 
-from connector.dam.base import TransientDamError
+from connector import retry
 from connector.intake.store import FLUSH_NOW, NO_FLUSH, Batch, IntakeStore
-from connector.pim.errors import TransientPimError
+from connector.retry import is_transient
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +28,11 @@ SyncAssetsById = Callable[..., Any]
 
 FlushScheduler = Callable[[str, float], None]
 """Enqueue a flush of `source` after `countdown` seconds (a Celery task in production)."""
+
+#: a flush retried after a transient failure waits 2 s doubling (with jitter) up to 5 min;
+#: a longer Retry-After of the PIM or the DAM wins, up to that too
+RETRY_BACKOFF_BASE = 2.0
+RETRY_BACKOFF_MAX = 300.0
 
 
 @dataclass
@@ -43,23 +48,6 @@ class FlushOutcome:
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Worth retrying the same batch later (the pipeline's own Transient* errors included)."""
-    if isinstance(
-        exc,
-        (
-            TransientPimError,
-            TransientDamError,
-            redis.ConnectionError,
-            redis.TimeoutError,
-            ConnectionError,
-            TimeoutError,
-        ),
-    ):
-        return True
-    return any(cls.__name__.startswith("Transient") for cls in type(exc).__mro__)
 
 
 class Heartbeat:
@@ -169,6 +157,34 @@ def flush_source(
             store.count("failed", outcome.failed)
     outcome.follow_up = follow_up(store, schedule)
     return outcome
+
+
+def flush_attempt(
+    store: IntakeStore,
+    batch_id: str,
+    sync: SyncAssetsById,
+    *,
+    retries: int,
+    schedule: FlushScheduler | None = None,
+) -> FlushOutcome:
+    """`flush_source` as try number `retries` + 1 of a flush task retried on transient
+    errors, up to the source's `realtime.max_retries`. The error of the last try still
+    propagates, but only once the batch's ids are parked in the failed hash (the scheduled
+    poll reconciles them) and the next flush is scheduled for what else is pending."""
+    try:
+        return flush_source(store, batch_id, sync, schedule=schedule)
+    except Exception as exc:
+        if is_transient(exc) and retries >= store.realtime.max_retries:
+            batch = store.get_batch(batch_id)
+            if batch is not None:
+                store.fail(batch, f"gave up after {retries} retries: {type(exc).__name__}")
+            follow_up(store, schedule)
+        raise
+
+
+def retry_countdown(retries: int, exc: BaseException | None) -> float:
+    """Seconds before a flush task's retry number `retries` + 1 after `exc`."""
+    return retry.retry_countdown(retries, exc, RETRY_BACKOFF_BASE, RETRY_BACKOFF_MAX)
 
 
 def follow_up(store: IntakeStore, schedule: FlushScheduler | None) -> int:

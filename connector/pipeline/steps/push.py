@@ -52,6 +52,10 @@ def push(run_id: str, batch_id: str, *, services: Services | None = None) -> Non
     if record is None:
         return
     batch = s.runs.load_batch(run_id, batch_id)
+    if batch is None and s.runs.batch_done(run_id, batch_id):
+        # another delivery of this message finished the batch while we looked: a replay
+        after_task(s, run_id, caller)
+        return
     if batch is None:
         s.runs.add_error(run_id, f"batch {batch_id} expired before it was pushed", fatal=True)
     else:
