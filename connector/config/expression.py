@@ -287,7 +287,7 @@ def _equal(a: Any, b: Any) -> bool:
 def _order(a: Any, b: Any) -> int | None:
     """-1/0/1 for two numbers or two strings; None when they cannot be ordered."""
     if (_is_number(a) and _is_number(b)) or (isinstance(a, str) and isinstance(b, str)):
-        return (a > b) - (a < b)
+        return int((a > b) - (a < b))
     return None
 
 

@@ -18,13 +18,16 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from marshmallow import ValidationError, fields, types
-from marshmallow.error_store import merge_errors
+from marshmallow.error_store import merge_errors as _merge_errors
 
 from connector.config.crontab import crontab_errors
 from connector.config.expression import ExpressionError, compile_expression
 from connector.config.interpolate import EnvStr, kind_of, plain, shown
 from connector.rules import CODE_PATTERN, LOCALE_PATTERN
 from connector.settings import Secret
+
+#: marshmallow's (untyped) error merger, typed once here for the strict checker
+merge_errors_typed: Callable[[Any, Any], Any] = _merge_errors
 
 
 def wrong_type(wanted: str, value: Any) -> ValidationError:
@@ -438,7 +441,7 @@ class NamedMap(PlainField):
             try:
                 out.append(self.load_one(name, item))
             except ValidationError as exc:
-                errors[name] = merge_errors(errors.get(name), exc.messages)
+                errors[name] = merge_errors_typed(errors.get(name), exc.messages)
         if errors:
             raise ValidationError(errors)
         return tuple(out)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from typing import Any, cast
 
 import redis
 
@@ -116,7 +115,7 @@ def render(
         pipe.zcard(store.pending_key)
         pipe.xlen(store.parked_key)
         pipe.hlen(store.failed_key)
-        depth, parked, failed = cast(list[Any], pipe.execute())
+        depth, parked, failed = pipe.execute()
         gauges[0][2].append((lbl, float(depth)))
         gauges[1][2].append((lbl, float(store.in_flight_count())))
         gauges[2][2].append((lbl, float(parked)))

@@ -47,7 +47,7 @@ def same_value(name: str, desired: Any, live: Any) -> bool:
         return bool(_strip_none(desired or []) == _strip_none(live or []))
     if name == "validation_rule":
         aliases = {"regular_expression": "regexp"}
-        return aliases.get(desired, desired) == aliases.get(live, live)
+        return bool(aliases.get(desired, desired) == aliases.get(live, live))
     if name in ("value_per_locale", "value_per_channel", "is_required_for_completeness",
                 "is_read_only", "is_textarea", "is_rich_text_editor", "decimals_allowed"):
         return bool(desired) == bool(live)

@@ -123,7 +123,7 @@ def _labels() -> fields.Dict:
     )
 
 
-class OptionsField(fields.Field):
+class OptionsField(fields.Field):  # type: ignore[type-arg]
     """`[red, blue]` or `{red: {labels: {en_US: Red}}, blue: null}` → list of OptionSpec."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kw: Any) -> Any:
@@ -161,7 +161,7 @@ class OptionsField(fields.Field):
         return options
 
 
-class NumberString(fields.Field):
+class NumberString(fields.Field):  # type: ignore[type-arg]
     """A number written as YAML number or string → the string Akeneo expects ("12.5")."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kw: Any) -> Any:

@@ -7,7 +7,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from marshmallow import ValidationError, fields, post_load, validates_schema
-from marshmallow.error_store import merge_errors
 
 from connector.config.fields import (
     CODE_MESSAGE,
@@ -24,6 +23,7 @@ from connector.config.fields import (
     Str,
     StrDict,
     compile_regex,
+    merge_errors_typed,
 )
 from connector.config.interpolate import kind_of, shown
 from connector.config.model import (
@@ -159,7 +159,7 @@ def _load_mapping_entry(attribute: str, raw: Any) -> AttributeMapping:
     except ValidationError as exc:
         messages = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
         if type_error:
-            messages = merge_errors(type_error, messages)
+            messages = merge_errors_typed(type_error, messages)
         raise ValidationError(messages) from None
     if type_error:
         raise ValidationError(type_error)
