@@ -107,10 +107,11 @@ def _parse_since(value: str) -> int:
         pass
     else:
         return int(number if abs(number) > 1e11 else number * 1000)
-    for parse in (
-        lambda t: datetime.fromisoformat(t),
+    parsers: tuple[Callable[[str], datetime], ...] = (
+        datetime.fromisoformat,
         lambda t: datetime.strptime(t, "%Y-%m-%d %H:%M:%S"),
-    ):
+    )
+    for parse in parsers:
         try:
             dt = parse(text)
         except ValueError:
@@ -324,7 +325,8 @@ class DamSandbox:
 
     def counters(self) -> dict[str, Any]:
         with self._lock:
-            return json.loads(json.dumps(self._counters))
+            data: dict[str, Any] = json.loads(json.dumps(self._counters))
+            return data
 
     def request_log(self) -> list[dict[str, Any]]:
         with self._lock:

@@ -323,7 +323,7 @@ class PimSandbox:
 
     def counters(self) -> dict[str, Any]:
         with self._meta:
-            data = json.loads(json.dumps(self._counters))
+            data: dict[str, Any] = json.loads(json.dumps(self._counters))
         data["assets_stored"] = self.store.count_assets()
         return data
 

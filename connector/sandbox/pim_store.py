@@ -1196,7 +1196,8 @@ class PimStore:
                     f'Product "{identifier}" does not exist or you do not have permission to '
                     "access it.",
                 )
-            return _deep_copy(product)
+            copied: dict[str, Any] = _deep_copy(product)
+            return copied
 
     def find_products(self, identifiers: Iterable[str] | None) -> list[dict[str, Any]]:
         with self.lock:
