@@ -308,4 +308,4 @@ def live_deletion_candidates(s: Services, source: str, dam_ids: list[str]) -> in
     """Of these gone DAM ids, how many the connector holds as live in the PIM (pushed, not
     yet deleted or flagged): what the guard counts for a run's deletion feed."""
     known = s.assets.get_many(source, dam_ids)
-    return sum(1 for state in known.values() if state.status not in ("deleted", "flagged"))
+    return sum(1 for state in known.values() if state.live)

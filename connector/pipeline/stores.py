@@ -27,6 +27,16 @@ class PushedState:
     result: dict[str, Any] = field(default_factory=dict)  # AssetResult.to_dict() or reason
     run_id: str | None = None
     at: str = ""
+    # for status `failed`: whether the PIM holds (an earlier version of) the asset. States
+    # written before this field existed read as True: the deletion guard then counts them.
+    in_pim: bool = True
+
+    @property
+    def live(self) -> bool:
+        """The PIM holds this asset (what the mass-deletion guard counts)."""
+        if self.status in ("deleted", "flagged"):
+            return False
+        return self.status != "failed" or self.in_pim
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

@@ -65,8 +65,10 @@ def dead_letter_many(
     """Dead-letter `assets` with their last PIM answer; their hash is cleared (state
     `failed`), so the next run pushes them again instead of calling them unchanged."""
     now = utcnow().isoformat()
+    before = s.assets.get_many(record.source, [a.dam_id for a in assets])
     for asset in assets:
         result = last_errors.get(asset.dam_id) or AssetResult(asset.code, 0, "unknown failure")
+        previous = before.get(asset.dam_id)
         s.dead_letters.add(
             record.source,
             DeadLetter(
@@ -93,6 +95,8 @@ def dead_letter_many(
                 result=result.to_dict(),
                 run_id=record.run_id,
                 at=now,
+                # a refused first push leaves nothing in the PIM: not a deletion candidate
+                in_pim=previous is not None and previous.live,
             ),
         )
     if record.run_id is not None:
