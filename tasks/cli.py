@@ -37,6 +37,10 @@ def amqp(source_name: str, config_path: str | None, verbose: bool) -> None:
     run_consumer(source_name, config_path, "amqp", verbose, build)
 
 
+from tasks.demo import demo  # noqa: E402  (starts workers: queue names are tasks.routing's)
+
+cli.add_command(demo)
+
 install()  # importing the entry point wires the process: CliRunner(main) in tests too
 main = cli
 """The `connector` click group, in a process wired to Celery."""

@@ -145,7 +145,7 @@ def test_guide_example_transforms_into_the_guide_asset() -> None:
 
 @pytest.fixture
 def sandbox_pim() -> Iterator[tuple[Any, str]]:
-    sandbox_module = pytest.importorskip("connector.sandbox.pim")
+    sandbox_module = pytest.importorskip("sandbox.pim")
     sandbox = sandbox_module.PimSandbox(sandbox_module.PimSandboxSettings(default_attributes=False))
     sandbox.seed_family(
         "model_pictures",

@@ -16,9 +16,9 @@ from connector.config.model import PimConfig
 from connector.pim.cache import StructureCache, StructureUnavailableError, UnknownFamilyError
 from connector.pim.client import AkeneoClient
 from connector.redis_conn import Keys
-from connector.sandbox.pim import PimSandbox, PimSandboxSettings
-from connector.sandbox.server import BackgroundServer
 from connector.settings import PimCredentials, Secret
+from sandbox.pim import PimSandbox, PimSandboxSettings
+from sandbox.server import BackgroundServer
 from tests.helpers import wait_for
 
 FAMILY_PATH = "/api/rest/v1/asset-families/{}"

@@ -15,8 +15,6 @@ from connector.config.model import PimConfig
 from connector.pim.cache import fetch_structure
 from connector.pim.client import AkeneoClient
 from connector.redis_conn import Keys
-from connector.sandbox.pim import PimSandbox, PimSandboxSettings
-from connector.sandbox.server import BackgroundServer
 from connector.settings import PimCredentials, Secret
 from connector.structure import (
     Finding,
@@ -25,6 +23,8 @@ from connector.structure import (
     load_structure_file,
     run_check,
 )
+from sandbox.pim import PimSandbox, PimSandboxSettings
+from sandbox.server import BackgroundServer
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "structure.yaml"
 

@@ -20,8 +20,8 @@ import yaml
 from click.testing import CliRunner
 
 from connector.cli import main
-from connector.sandbox.pim import PimSandbox, PimSandboxSettings
-from connector.sandbox.server import BackgroundServer
+from sandbox.pim import PimSandbox, PimSandboxSettings
+from sandbox.server import BackgroundServer
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "structure.yaml"

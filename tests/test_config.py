@@ -163,8 +163,8 @@ def test_demo_example_reads_the_sandbox_dam_into_the_right_families() -> None:
     import dataclasses
 
     from connector.dam.factory import build_source
-    from connector.sandbox.dam import DamSandbox
     from connector.transform.selectors import asset_view, matches
+    from sandbox.dam import DamSandbox
 
     server = DamSandbox(assets=60, shape="bynder", seed=3).serve()
     try:
@@ -200,9 +200,9 @@ def test_examples_pass_connector_check_against_the_demo_structure(namespace, red
     from connector.config.model import PimConfig
     from connector.pim.client import AkeneoClient
     from connector.redis_conn import Keys
-    from connector.sandbox.pim import PimSandbox, PimSandboxSettings
     from connector.settings import PimCredentials
     from connector.structure import apply_structure, load_structure_file, run_check
+    from sandbox.pim import PimSandbox, PimSandboxSettings
 
     server = PimSandbox(PimSandboxSettings(max_concurrency=0)).serve()
     try:

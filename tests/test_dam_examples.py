@@ -14,8 +14,8 @@ from connector.config import load_config
 from connector.dam.factory import build_source
 from connector.dam.paths import get_path
 from connector.dam.rest import RestSource
-from connector.sandbox.dam import DamSandbox
 from connector.transform.selectors import asset_view, matches
+from sandbox.dam import DamSandbox
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 

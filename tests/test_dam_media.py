@@ -17,8 +17,8 @@ from connector.dam.media import (
     SafeDownloader,
     downloader_for,
 )
-from connector.sandbox.dam import DamSandbox
-from connector.sandbox.server import BackgroundServer
+from sandbox.dam import DamSandbox
+from sandbox.server import BackgroundServer
 
 
 class Recorder:

@@ -22,9 +22,9 @@ from connector.dam.auth import DamAuthError
 from connector.dam.base import BadRecord, DamError, PaginationLoopError, TransientDamError
 from connector.dam.factory import build_source
 from connector.dam.rest import RestSource
-from connector.sandbox.dam import DamSandbox
-from connector.sandbox.server import BackgroundServer
 from connector.settings import Secret
+from sandbox.dam import DamSandbox
+from sandbox.server import BackgroundServer
 
 # style → (list endpoint, pagination) for every pagination strategy the sandbox serves
 STYLES: dict[str, tuple[ListEndpointConfig, PaginationConfig]] = {

@@ -24,8 +24,8 @@ from connector.dam.ratelimit import DamRequestBudget
 from connector.dam.rest import RestSource
 from connector.redis_conn import Keys
 from connector.retry import backoff_delay, parse_retry_after
-from connector.sandbox.dam import DamSandbox
-from connector.sandbox.server import BackgroundServer
+from sandbox.dam import DamSandbox
+from sandbox.server import BackgroundServer
 from tests.test_dam_rest import collect, make_config
 
 # ---------------------------------------------------------------- Retry-After, backoff

@@ -133,8 +133,8 @@ def test_transient_deletions_are_retried_in_rounds_then_dead_lettered(
 
 
 def test_the_sandbox_delete_knobs_refuse_what_they_cannot_answer() -> None:
-    from connector.sandbox.dam import DamSandbox
-    from connector.sandbox.pim import PimSandbox
+    from sandbox.dam import DamSandbox
+    from sandbox.pim import PimSandbox
 
     pim = PimSandbox()
     with pytest.raises(ValueError, match="delete_errors should be a list of statuses"):

@@ -26,9 +26,9 @@ from connector.pim.client import AkeneoClient, media_code_from_headers
 from connector.pim.errors import PermanentPimError, PimAuthError, TransientPimError
 from connector.pim.http import classify_exception, classify_status, parse_retry_after
 from connector.redis_conn import Keys
-from connector.sandbox.pim import PimSandbox, PimSandboxSettings
-from connector.sandbox.server import BackgroundServer
 from connector.settings import PimCredentials, Secret
+from sandbox.pim import PimSandbox, PimSandboxSettings
+from sandbox.server import BackgroundServer
 from tests.helpers import wait_for
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

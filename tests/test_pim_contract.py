@@ -30,8 +30,8 @@ import requests
 from referencing import Registry
 from referencing.jsonschema import DRAFT4
 
-from connector.sandbox.pim import PimSandbox, PimSandboxSettings
-from connector.sandbox.server import BackgroundServer
+from sandbox.pim import PimSandbox, PimSandboxSettings
+from sandbox.server import BackgroundServer
 
 # Akeneo's own spec (Swagger 2.0, 7.0 reference), vendored so the contract test always runs;
 # AKENEO_SPEC points at another copy (e.g. a newer release) to check against it instead.

@@ -27,10 +27,10 @@ from connector.pipeline.linking import (
 from connector.pipeline.reconcile import reconcile
 from connector.pipeline.services import Services
 from connector.redis_conn import Keys
-from connector.sandbox.pim import PimSandbox, PimSandboxSettings
-from connector.sandbox.server import BackgroundServer
 from connector.settings import PimCredentials, Secret
 from connector.transform.result import TransformedAsset
+from sandbox.pim import PimSandbox, PimSandboxSettings
+from sandbox.server import BackgroundServer
 from tests.pipeline_fakes import FakeDam, make_config
 
 pytestmark = pytest.mark.timeout(60)

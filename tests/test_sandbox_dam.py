@@ -11,9 +11,9 @@ from datetime import datetime
 import pytest
 import requests
 
-from connector.sandbox.dam import DamSandbox
-from connector.sandbox.dam_data import BAD_KINDS, Catalog
-from connector.sandbox.server import BackgroundServer
+from sandbox.dam import DamSandbox
+from sandbox.dam_data import BAD_KINDS, Catalog
+from sandbox.server import BackgroundServer
 
 BEARER = {"Authorization": "Bearer sandbox-dam-token"}
 BASIC = {"Authorization": "Basic " + base64.b64encode(b"sandbox:sandbox-dam-password").decode()}

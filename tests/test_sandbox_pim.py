@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 import requests
 
-from connector.sandbox.pim import PimSandbox, PimSandboxSettings
-from connector.sandbox.pim_store import PimStore
-from connector.sandbox.server import BackgroundServer
+from sandbox.pim import PimSandbox, PimSandboxSettings
+from sandbox.pim_store import PimStore
+from sandbox.server import BackgroundServer
 from tests.helpers import wait_for
 
 API = "/api/rest/v1"

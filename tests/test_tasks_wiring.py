@@ -157,3 +157,36 @@ def test_connector_imports_neither_celery_nor_kombu_nor_tasks() -> None:
         if pattern.search(path.read_text(encoding="utf-8")):
             offenders.append(str(path.relative_to(ROOT)))
     assert offenders == []
+
+
+def _imports(path: Path) -> list[tuple[str, bool]]:
+    """(module, at module level?) for every import statement of `path`."""
+    import ast
+
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    top = {id(node) for node in tree.body}
+    found: list[tuple[str, bool]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(alias.name, id(node) in top) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.append((node.module, id(node) in top))
+    return found
+
+
+def test_the_sandboxes_are_outside_the_product_and_loaded_only_on_demand() -> None:
+    """No product module imports the fake servers; `connector sandbox` loads them lazily,
+    so an installed connector never imports werkzeug fakes unless asked to serve one."""
+    assert not (ROOT / "connector" / "sandbox").exists()
+    offenders = []
+    lazy_only = ROOT / "connector" / "cli" / "sandbox.py"
+    for path in sorted((ROOT / "connector").rglob("*.py")):
+        for module, top_level in _imports(path):
+            if module == "sandbox" or module.startswith("sandbox."):
+                if path != lazy_only or top_level:
+                    offenders.append(f"{path.relative_to(ROOT)}: {module}")
+    assert offenders == []
+    for path in sorted((ROOT / "sandbox").rglob("*.py")):
+        for module, _ in _imports(path):
+            assert module.split(".")[0] not in {"tasks", "celery", "kombu"}, (path, module)
+    assert any(m.startswith("sandbox") for m, top in _imports(lazy_only) if not top)

@@ -29,7 +29,7 @@ from connector.settings import PimCredentials, Secret
 from connector.transform.result import Quarantined, Skipped, TransformedAsset
 from connector.transform.transformer import Transformer
 
-sandbox_pim = pytest.importorskip("connector.sandbox.pim")
+sandbox_pim = pytest.importorskip("sandbox.pim")
 from connector.pim.cache import fetch_structure  # noqa: E402
 from connector.pim.client import AkeneoClient  # noqa: E402
 

@@ -48,10 +48,6 @@ from connector.cli.sync import status, sync  # noqa: E402
 for _command in (sync, status, failures, quarantine_group, explain, reconcile, flower):
     main.add_command(_command)
 
-from connector.cli.demo import demo  # noqa: E402
-
-main.add_command(demo)
-
 from connector.cli.links import links  # noqa: E402
 
 main.add_command(links)

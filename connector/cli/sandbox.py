@@ -81,7 +81,7 @@ def apply_settings(settings: Any, assignments: tuple[str, ...]) -> Any:
 def sandbox_pim(host: str, port: int, assignments: tuple[str, ...]) -> None:
     """Serve the sandbox Akeneo PIM (credentials: sandbox-client / sandbox-secret,
     sandbox / sandbox-password) until interrupted."""
-    from connector.sandbox import pim
+    from sandbox import pim
 
     settings = apply_settings(pim.PimSandboxSettings(), assignments)
     click.echo(f"sandbox PIM on http://{host}:{port} (Ctrl-C to stop)", err=True)
@@ -97,7 +97,7 @@ def sandbox_pim(host: str, port: int, assignments: tuple[str, ...]) -> None:
 @click.option("--seed", type=int, default=1, show_default=True)
 def sandbox_dam(host: str, port: int, assets: int, shape: str, seed: int) -> None:
     """Serve the sandbox DAM with ASSETS generated assets until interrupted."""
-    from connector.sandbox import dam
+    from sandbox import dam
 
     click.echo(f"sandbox DAM on http://{host}:{port} ({assets} assets, {shape})", err=True)
     with contextlib.suppress(KeyboardInterrupt):

@@ -35,11 +35,11 @@ from connector.intake.signature import compute_signature
 from connector.intake.store import IntakeStore
 from connector.pim.client import AkeneoClient
 from connector.redis_conn import Keys
-from connector.sandbox.dam import DamSandbox
-from connector.sandbox.pim import PimSandbox
 from connector.settings import PimCredentials, Secret
 from connector.structure import apply_structure, load_structure_file
 from connector.transform.codes import asset_code
+from sandbox.dam import DamSandbox
+from sandbox.pim import PimSandbox
 from tasks import routing
 from tests.helpers import wait_for
 

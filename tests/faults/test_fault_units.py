@@ -29,9 +29,9 @@ from connector.pim.client import AkeneoClient
 from connector.pim.errors import PimAuthError, TransientPimError
 from connector.pim.structure import Attribute
 from connector.redis_conn import Keys
-from connector.sandbox.pim import PimSandbox
 from connector.settings import PimCredentials, Secret
 from connector.transform.media import MediaFileHandler
+from sandbox.pim import PimSandbox
 from tests.helpers import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -38,11 +38,11 @@ from connector.dam.factory import build_source
 from connector.pim.client import AkeneoClient
 from connector.pipeline.services import Services
 from connector.redis_conn import Keys, get_redis
-from connector.sandbox.dam import DamSandbox
-from connector.sandbox.pim import PimSandbox, PimSandboxSettings
-from connector.sandbox.server import BackgroundServer
 from connector.settings import PimCredentials, Secret
 from connector.structure import apply_structure, parse_structure
+from sandbox.dam import DamSandbox
+from sandbox.pim import PimSandbox, PimSandboxSettings
+from sandbox.server import BackgroundServer
 from tasks import routing
 from tests.e2e.world import SendTaskEnqueuer
 from tests.helpers import wait_for

@@ -20,8 +20,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from connector.sandbox.server import BackgroundServer
 from connector.transform.codes import asset_code
+from sandbox.server import BackgroundServer
 from tests.e2e.expected import expected_values, family_of, normalise
 from tests.e2e.world import SOURCE, World
 from tests.faults.support import SIZE, sized

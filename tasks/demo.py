@@ -1,5 +1,8 @@
 """`connector demo`: the whole product on one machine, on built-in sandbox defaults.
 
+Why in tasks/ and not connector.cli: the demo starts Celery workers and names the queues
+they consume, and queue names belong to the composition root (tasks.routing).
+
 Starts the sandbox PIM and DAM, applies the demo structure, drops a few files in a hot
 folder, starts a Celery worker, beat and Flower (basic auth), runs a first sync of every
 source, prints the reports and the Flower URL, then keeps everything running until Ctrl-C
@@ -24,8 +27,9 @@ from typing import IO, Any
 import click
 
 from connector.cli.common import EXIT_OK, EXIT_PROBLEMS, fail
+from tasks import routing
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 SANDBOX_DAM_TOKEN = "sandbox-dam-token"  # the sandbox DAM's built-in demo token
 
 
@@ -205,8 +209,8 @@ def demo(assets: int, once: bool, workdir: str | None) -> None:
 
             celery = [py, "-m", "celery", "-A", "tasks"]
             for name, queues, concurrency in (
-                ("worker", "fetch,transform,media,celery", "2"),
-                ("push", "push", "4"),  # 4 push slots fill the PIM's fleet-wide budget
+                ("worker", ",".join(routing.WORKER_QUEUES), "2"),
+                ("push", routing.PUSH_QUEUE, "4"),  # 4 push slots fill the PIM's fleet-wide budget
             ):
                 procs.start(
                     name,

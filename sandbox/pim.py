@@ -35,8 +35,8 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
-from connector.sandbox.pim_store import ApiError, Asset, PimStore, parse_time
-from connector.sandbox.server import BackgroundServer
+from sandbox.pim_store import ApiError, Asset, PimStore, parse_time
+from sandbox.server import BackgroundServer
 
 log = logging.getLogger(__name__)
 

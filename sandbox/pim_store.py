@@ -1,6 +1,6 @@
 """In-memory Asset Manager and product store of the sandbox PIM, with Akeneo's validation rules.
 
-Kept apart from the HTTP layer (connector/sandbox/pim.py) so that the rules can be read, and
+Kept apart from the HTTP layer (sandbox/pim.py) so that the rules can be read, and
 tested, without a server. Every public method takes the store's lock: the WSGI server is threaded.
 Errors are raised as `ApiError` carrying the HTTP status and the Akeneo-shaped body.
 """

@@ -50,7 +50,7 @@ from werkzeug.exceptions import HTTPException, NotFound
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
-from connector.sandbox.dam_data import (
+from sandbox.dam_data import (
     BAD_KINDS,
     CONTENT_TYPES,
     Catalog,
@@ -60,7 +60,7 @@ from connector.sandbox.dam_data import (
     render_bynder,
     render_cloudinary,
 )
-from connector.sandbox.server import BackgroundServer
+from sandbox.server import BackgroundServer
 
 SHAPES = ("bynder", "cloudinary", "page", "offset", "cursor", "header_cursor", "link", "none")
 AUTH_MODES = ("any", "none", "bearer", "basic", "api_key", "oauth2")
