@@ -120,6 +120,9 @@ def retry_pending(s: Services, owner: LinkOwner) -> dict[str, int]:
         if not ops:
             continue
         counts["retried"] += len(ops)
+        # HSCAN's order is the hash table's: sort so that a product's collection gets its
+        # pending codes in one stable order (the order they were first asked for is lost)
+        ops.sort(key=lambda op: (op.attribute, op.identifier, op.code))
         done, failed = _apply(s, state, ops)
         counts["done"] += len(done)
         counts["pending"] += len(failed)
