@@ -17,11 +17,12 @@ from __future__ import annotations
 import logging
 import os
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from celery.schedules import crontab
-from kombu import Exchange, Queue
+from kombu import Queue
 
+from connector import timebudget
 from connector.pipeline.schedule import ScheduleEntry, schedule_entries
 from connector.settings import key_namespace, redis_url
 from tasks import routing
@@ -29,14 +30,17 @@ from tasks import routing
 log = logging.getLogger(__name__)
 
 # ---------------------------------------------------------------- time budget
-# Every countdown + time limit must stay well below the visibility timeout, or the Redis
-# transport hands an unacked task to a second worker while the first still runs it.
-TASK_SOFT_TIME_LIMIT = 300          # transform / push / intake
-TASK_TIME_LIMIT = 360
-FETCH_SOFT_TIME_LIMIT = 3300        # fetch streams the whole change set; reconcile too
-FETCH_TIME_LIMIT = 3600
-MAX_COUNTDOWN = 300                 # SyncConfig.backoff_max default; retries never wait longer
-VISIBILITY_TIMEOUT = 2 * 3600       # > FETCH_TIME_LIMIT + MAX_COUNTDOWN, with margin
+# Task time limits, the visibility timeout and the longest countdown: one place,
+# connector/timebudget.py (why they must fit together is said there); the task decorators
+# (tasks/pipeline.py) read them from here, the config loader checks countdowns against them.
+TASK_SOFT_TIME_LIMIT = timebudget.TASK_SOFT_TIME_LIMIT        # transform / push / intake
+TASK_TIME_LIMIT = timebudget.TASK_TIME_LIMIT
+FETCH_SOFT_TIME_LIMIT = timebudget.FETCH_SOFT_TIME_LIMIT      # one slice of a fetch
+FETCH_TIME_LIMIT = timebudget.FETCH_TIME_LIMIT
+RECONCILE_SOFT_TIME_LIMIT = timebudget.RECONCILE_SOFT_TIME_LIMIT
+RECONCILE_TIME_LIMIT = timebudget.RECONCILE_TIME_LIMIT
+MAX_COUNTDOWN = timebudget.COUNTDOWN_MAX
+VISIBILITY_TIMEOUT = timebudget.VISIBILITY_TIMEOUT
 
 QUEUES = routing.QUEUES               # one per stage; names and routes: tasks/routing.py
 DEFAULT_QUEUE = routing.DEFAULT_QUEUE  # anything not routed (other modules' tasks)
@@ -81,13 +85,19 @@ worker_send_task_events = True
 task_send_sent_event = True
 
 # ---------------------------------------------------------------- one queue per stage
+# names on the broker (tasks/routing.py broker_conf): on AMQP `<namespace>.<queue>`, each
+# queue also known by its table name (alias), so `-Q fetch` and `queue="fetch"` still work
+_broker_names = routing.broker_conf(_namespace, broker_url)
 task_default_queue = DEFAULT_QUEUE
-task_default_exchange = DEFAULT_QUEUE
-task_default_routing_key = DEFAULT_QUEUE
+task_default_exchange = str(_broker_names["task_default_exchange"])
+task_default_routing_key = str(_broker_names["task_default_routing_key"])
 task_queues = [
-    Queue(name, Exchange(name, type="direct"), routing_key=name)
-    for name in (*QUEUES, DEFAULT_QUEUE)
+    Queue.from_dict(name, **options)
+    for name, options in cast(dict[str, dict[str, str]], _broker_names["task_queues"]).items()
 ]
+if "control_exchange" in _broker_names:
+    control_exchange = str(_broker_names["control_exchange"])
+    event_exchange = str(_broker_names["event_exchange"])
 task_routes = {task: dict(route) for task, route in routing.ROUTES.items()}
 
 timezone = "UTC"
@@ -111,18 +121,30 @@ def _beat_entry(entry: ScheduleEntry) -> dict[str, Any]:
     return {"task": task, "schedule": schedule, "kwargs": entry.kwargs, "options": options}
 
 
-def build_beat_schedule() -> dict[str, dict[str, Any]]:
-    """From $CONNECTOR_CONFIG when set and valid; otherwise empty (with a warning)."""
+def build_beat_schedule() -> tuple[dict[str, dict[str, Any]], str | None]:
+    """From $CONNECTOR_CONFIG when set and valid; otherwise empty, with the reason."""
     if not os.environ.get("CONNECTOR_CONFIG"):
-        return {}
+        return {}, "CONNECTOR_CONFIG is not set"
     try:
         from connector.config import load_config
 
         config = load_config()
-        return {e.name: _beat_entry(e) for e in schedule_entries(config)}
+        return {e.name: _beat_entry(e) for e in schedule_entries(config)}, None
     except Exception as exc:  # a broken config must not stop workers from starting
         log.warning("no beat schedule: the config could not be used: %s", exc)
-        return {}
+        return {}, f"the config could not be used: {exc}"
 
 
-beat_schedule = build_beat_schedule()
+beat_schedule, BEAT_SCHEDULE_ERROR = build_beat_schedule()
+
+# HA beat (tasks/beat.py): celery-redbeat keeps the schedule and a lock in the connector's
+# Redis, inside the namespace (`<ns>:beat:<entry>`, `<ns>:beat::lock`). Any number of beats
+# may run; the lock holder sends, the others wait. The holder renews the lock on every tick
+# (at most BEAT_MAX_INTERVAL apart); redbeat's lock timeout is 5 x the max interval (25 s),
+# so a standby takes over at most ~30 s after the holder died (`--max-interval` scales both).
+BEAT_MAX_INTERVAL = 5
+beat_scheduler = "tasks.beat:ConnectorBeatScheduler"
+beat_max_loop_interval = BEAT_MAX_INTERVAL
+redbeat_redis_url = _redis_url
+redbeat_redis_options: dict[str, Any] = {}   # not the broker's transport options
+redbeat_key_prefix = f"{_namespace}:beat:"

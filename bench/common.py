@@ -14,21 +14,23 @@ Runs are started in this process with `connector.pipeline.start_run` (the messag
 through a Celery app of our own, like tests/e2e/world.py: this process must not import
 `tasks`, whose config is read from the environment once) and followed with `run_report`.
 
+What every sandbox world does (environment, worker command line on the routing table's
+queues, child processes in their own session, namespace cleanup) is sandbox/harness.py's,
+shared with tests/e2e/world.py and tests/model/support.py; CPU accounting is the bench's.
+
 Every benchmark prints its figures and the exact command that reproduces them, then one
 line of JSON (the last line of stdout), which tests/test_bench_smoke.py and run_all read.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import dataclasses
 import json
 import os
 import platform
 import shlex
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,11 +39,10 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import psutil
 import requests
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -54,43 +55,68 @@ from connector.config.model import Config  # noqa: E402
 from connector.pim.client import AkeneoClient  # noqa: E402
 from connector.pipeline.services import Services  # noqa: E402
 from connector.redis_conn import Keys, get_redis  # noqa: E402
-from connector.settings import PimCredentials, Secret  # noqa: E402
-from tasks import routing  # noqa: E402
+from connector.settings import PimCredentials  # noqa: E402
+from sandbox import harness as shared  # noqa: E402
+from sandbox.harness import (  # noqa: E402
+    ALL_QUEUES,
+    CELERY,
+    DAM_TOKEN,
+    SOURCE,
+    SendTaskEnqueuer,
+    delete_namespace,
+    free_port,
+    wait_until,
+)
 
-SOURCE = "sandbox"
-DAM_TOKEN = "sandbox-dam-token"
-ALL_QUEUES = ",".join(routing.QUEUES)
+__all__ = [
+    "ALL_QUEUES", "BUDGET_PIM", "CELERY", "DAM_TOKEN", "ROOT", "SOURCE", "TRANSPORT", "Child",
+    "Harness", "RunResult", "Sandbox", "SendTaskEnqueuer", "add_transport_args",
+    "bulk_asset_requests", "bulk_window", "delete_namespace", "diff_counters", "emit",
+    "free_port", "harness", "last_json", "machine", "pim_writes", "start_dam", "start_pim",
+    "wait_until", "write_config",
+]
+
 PYTHON = sys.executable
-CELERY = str(Path(sys.executable).parent / "celery")
-PIM_CREDENTIALS = {
-    "AKENEO_CLIENT_ID": "sandbox-client",
-    "AKENEO_CLIENT_SECRET": "sandbox-secret",
-    "AKENEO_USERNAME": "sandbox",
-    "AKENEO_PASSWORD": "sandbox-password",
-}
+#: a connector process of a benchmark gets none of the caller's connector settings
+FOREIGN_ENV = (*shared.FOREIGN_ENV, "CONNECTOR_")
 #: the PIM budget of the "proof" issue: 4 concurrent requests, 300 ms per bulk request
 BUDGET_PIM = {"max_concurrency": 4, "bulk_latency": 0.3}
 
 
+# ---------------------------------------------------------------------- transport
+
+#: every benchmark's sandboxes serve HTTPS with keep-alive unless `--plain-http` was given
+TLS_BY_DEFAULT = True
+#: connections and TLS handshakes of every run measured in this process (for `emit`)
+TRANSPORT: list[dict[str, Any]] = []
+
+
+class _PlainHttp(argparse.Action):
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        global TLS_BY_DEFAULT
+        TLS_BY_DEFAULT = False
+        setattr(namespace, self.dest, True)
+
+
+def add_transport_args(parser: argparse.ArgumentParser) -> None:
+    """`--plain-http`: the sandboxes without TLS (default: HTTPS, keep-alive, a CA made at
+    start and trusted through REQUESTS_CA_BUNDLE) — for every Harness of this process."""
+    parser.add_argument("--plain-http", action=_PlainHttp, nargs=0, default=False,
+                        help="serve the sandboxes over plain HTTP instead of HTTPS")
+
+
+def transport_lines() -> list[str]:
+    """One line per measured run: connections and handshakes per sandbox."""
+    return [
+        f"transport ({'TLS' if run['tls'] else 'plain HTTP'}, keep-alive) run {i}: "
+        + ", ".join(f"{host} {c['connections']} connections/{c['tls_handshakes']} handshakes"
+                    for host, c in run["hosts"].items())
+        for i, run in enumerate(TRANSPORT, 1)
+    ]
+
+
 # ---------------------------------------------------------------------- small helpers
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_until(predicate: Any, timeout: float, what: str, interval: float = 0.1) -> Any:
-    """Poll with a deadline (a benchmark never sleeps to synchronise)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
 
 
 def command_line() -> str:
@@ -117,8 +143,9 @@ def machine() -> dict[str, Any]:
 def emit(name: str, result: dict[str, Any], lines: Sequence[str]) -> None:
     """Human-readable figures, the reproducing command, then the JSON (last line)."""
     result = {"benchmark": name, "command": command_line(), "machine": machine(), **result}
+    result.setdefault("transport", {"tls": TLS_BY_DEFAULT, "runs": list(TRANSPORT)})
     print(f"== {name} ==")
-    for line in lines:
+    for line in [*lines, *transport_lines()]:
         print(line)
     print(f"reproduce: {result['command']}")
     print(f"machine: {result['machine']}")
@@ -173,50 +200,35 @@ class ProcessTree:
         return out
 
 
-@dataclass
-class Child:
-    """A subprocess of the harness (sandbox or worker) in its own session."""
-
-    name: str
-    proc: subprocess.Popen[bytes]
-    log_path: Path
-    url: str | None = None
-    queues: str = ""
-    concurrency: int = 0
+class Child(shared.Child):
+    """A subprocess of the harness (sandbox or worker) in its own session, measured."""
 
     @property
     def tree(self) -> ProcessTree:
         return ProcessTree(self.proc.pid)
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def log_tail(self, chars: int = 3000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-chars:]
-        except OSError:
-            return ""
-
-    def stop(self, timeout: float = 20.0) -> None:
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
 
 
 # ---------------------------------------------------------------------- sandboxes
 
 
 class Sandbox(Child):
-    """A `connector sandbox pim|dam` subprocess and its admin endpoints."""
+    """A `connector sandbox pim|dam` subprocess and its admin endpoints.
+
+    Admin calls share one kept-alive session, so reading the counters adds no connection
+    (or TLS handshake) of its own to what a run is measured with."""
+
+    @property
+    def _admin_session(self) -> requests.Session:
+        session: requests.Session | None = self.__dict__.get("_session")
+        if session is None:
+            session = requests.Session()
+            session.verify = _trust()
+            session.trust_env = False
+            self.__dict__["_session"] = session
+        return session
 
     def admin(self, path: str) -> Any:
-        response = requests.get(f"{self.url}/_sandbox/{path}", timeout=30)
+        response = self._admin_session.get(f"{self.url}/_sandbox/{path}", timeout=30)
         response.raise_for_status()
         return response.json()
 
@@ -224,22 +236,22 @@ class Sandbox(Child):
         data: dict[str, Any] = self.admin("counters")
         return data
 
+    def transport(self) -> dict[str, int]:
+        """Connections accepted and TLS handshakes completed so far (sandbox counters)."""
+        counters = self.counters()
+        return {key: int(counters.get(key) or 0) for key in ("connections", "tls_handshakes")}
+
     def post(self, path: str, body: dict[str, Any] | None = None) -> Any:
-        response = requests.post(f"{self.url}/_sandbox/{path}", json=body or {}, timeout=30)
+        response = self._admin_session.post(f"{self.url}/_sandbox/{path}", json=body or {},
+                                            timeout=30)
         response.raise_for_status()
         return response.json()
 
-
-def _start_child(
-    name: str, argv: list[str], env: dict[str, str], log_dir: Path
-) -> tuple[subprocess.Popen[bytes], Path]:
-    log_path = log_dir / f"{name}.log"
-    with log_path.open("ab") as log:
-        proc = subprocess.Popen(
-            argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    return proc, log_path
+    def stop(self, timeout: float = 20.0) -> None:
+        session = self.__dict__.pop("_session", None)
+        if session is not None:
+            session.close()
+        super().stop(timeout)
 
 
 def _wait_http(child: Sandbox, timeout: float = 60.0) -> None:
@@ -247,7 +259,7 @@ def _wait_http(child: Sandbox, timeout: float = 60.0) -> None:
         if not child.alive():
             raise RuntimeError(f"{child.name} exited:\n{child.log_tail()}")
         try:
-            requests.get(f"{child.url}/_sandbox/counters", timeout=1)
+            requests.get(f"{child.url}/_sandbox/counters", timeout=1, verify=_trust())
             return True
         except requests.RequestException:
             return False
@@ -255,28 +267,45 @@ def _wait_http(child: Sandbox, timeout: float = 60.0) -> None:
     wait_until(up, timeout, f"{child.name} at {child.url}")
 
 
+def _trust() -> str | bool:
+    """What this process verifies a sandbox's certificate with (the CA of `--tls`)."""
+    return os.environ.get("REQUESTS_CA_BUNDLE") or True
+
+
+def _tls_argv(ca_dir: Path | None) -> list[str]:
+    """`--tls --ca-dir D`: HTTPS with a certificate of the CA kept in D (one CA for both)."""
+    return ["--tls", "--ca-dir", str(ca_dir)] if ca_dir is not None else []
+
+
 def start_pim(log_dir: Path, env: dict[str, str], *, wait: bool = True,
-              **settings: Any) -> Sandbox:
-    """`connector sandbox pim --port <free> --set k=v …` (PimSandboxSettings fields)."""
+              ca_dir: Path | None = None, **settings: Any) -> Sandbox:
+    """`connector sandbox pim --port <free> --set k=v …` (PimSandboxSettings fields);
+    over HTTPS with `ca_dir` (see `_tls_argv`)."""
     port = free_port()
-    argv = [PYTHON, "-m", "connector.cli", "sandbox", "pim", "--port", str(port)]
+    argv = [PYTHON, "-m", "connector.cli", "sandbox", "pim", "--port", str(port),
+            *_tls_argv(ca_dir)]
     for key, value in settings.items():
         argv += ["--set", f"{key}={json.dumps(value) if not isinstance(value, str) else value}"]
-    proc, log = _start_child("sandbox-pim", argv, env, log_dir)
-    child = Sandbox("sandbox-pim", proc, log, url=f"http://127.0.0.1:{port}")
+    log = log_dir / "sandbox-pim.log"
+    proc = shared.start_process(argv, env, log)
+    scheme = "https" if ca_dir is not None else "http"
+    child = Sandbox("sandbox-pim", proc, log, url=f"{scheme}://127.0.0.1:{port}")
     if wait:
         _wait_http(child)
     return child
 
 
 def start_dam(log_dir: Path, env: dict[str, str], assets: int, seed: int = 7, *,
-              wait: bool = True) -> Sandbox:
-    """`connector sandbox dam --port <free> --assets N --seed S` (bad records included)."""
+              wait: bool = True, ca_dir: Path | None = None) -> Sandbox:
+    """`connector sandbox dam --port <free> --assets N --seed S` (bad records included);
+    over HTTPS with `ca_dir` (see `_tls_argv`)."""
     port = free_port()
     argv = [PYTHON, "-m", "connector.cli", "sandbox", "dam", "--port", str(port),
-            "--assets", str(assets), "--seed", str(seed)]
-    proc, log = _start_child("sandbox-dam", argv, env, log_dir)
-    child = Sandbox("sandbox-dam", proc, log, url=f"http://127.0.0.1:{port}")
+            "--assets", str(assets), "--seed", str(seed), *_tls_argv(ca_dir)]
+    log = log_dir / "sandbox-dam.log"
+    proc = shared.start_process(argv, env, log)
+    scheme = "https" if ca_dir is not None else "http"
+    child = Sandbox("sandbox-dam", proc, log, url=f"{scheme}://127.0.0.1:{port}")
     if wait:
         _wait_http(child)
     return child
@@ -294,39 +323,11 @@ def write_config(
     Like tests/e2e/world.py, the request rates are opened up (the sandboxes are local and
     the PIM's real limit here is its concurrency); `pim`/`sync` override config keys.
     """
-    data = yaml.safe_load((ROOT / "examples" / "demo.yaml").read_text())
-    source = data["sources"][SOURCE]
-    source["rest"]["base_url"] = dam_url
-    source["rest"]["requests_per_second"] = 1000
-    source.pop("schedule", None)
-    source.pop("reconcile_schedule", None)
-    data["sources"] = {SOURCE: source}
-    data["pim"]["requests_per_second"] = 1000
+    data = shared.demo_config(dam_url)
     data["pim"].update(pim or {})
-    data["sync"].update({"watermark_overlap": 1, "backoff_base": 0.5, "backoff_max": 10})
+    data["sync"].update({"backoff_base": 0.5, "backoff_max": 10})
     data["sync"].update(sync or {})
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
-
-
-class SendTaskEnqueuer:
-    """tasks.pipeline.CeleryEnqueuer's messages (names: tasks/routing.py), from our own app."""
-
-    def __init__(self, app: Celery) -> None:
-        self.app = app
-
-    def fetch(self, source: str, run_id: str) -> None:
-        self.app.send_task(routing.FETCH_TASK, kwargs={"source": source, "run_id": run_id},
-                           queue=routing.queue_of(routing.FETCH_TASK))
-
-    def transform(self, run_id: str, chunk_id: str, media: bool = False) -> None:
-        self.app.send_task(routing.TRANSFORM_TASK, (run_id, chunk_id),
-                           queue=routing.transform_queue(media))
-
-    def push(self, run_id: str, batch_id: str, countdown: float = 0.0) -> None:
-        self.app.send_task(routing.PUSH_TASK, (run_id, batch_id),
-                           queue=routing.queue_of(routing.PUSH_TASK),
-                           countdown=countdown or None)
+    return shared.write_yaml(path, data)
 
 
 # ---------------------------------------------------------------------- the harness
@@ -343,6 +344,8 @@ class RunResult:
     rss_peak: dict[str, int] = field(default_factory=dict)
     #: seconds after start_run when every chunk was transformed (None: not observed)
     transformed_at: float | None = None
+    #: connections and TLS handshakes each sandbox accepted during the run
+    transport: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
     def counts(self) -> dict[str, Any]:
@@ -362,9 +365,10 @@ class Harness:
     def __init__(
         self, assets: int, *, pim_settings: dict[str, Any] | None = None,
         pim: dict[str, Any] | None = None, sync: dict[str, Any] | None = None,
-        label: str = "bench",
+        label: str = "bench", tls: bool | None = None,
     ) -> None:
         self.assets = assets
+        self.tls = TLS_BY_DEFAULT if tls is None else tls
         self.pim_settings = {"seed": 3, **(pim_settings or {})}
         self.pim_config = pim or {}
         self.sync_config = sync or {}
@@ -393,31 +397,38 @@ class Harness:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    @property
+    def ca_dir(self) -> Path | None:
+        """With tls: where the sandboxes' CA is kept (ca.pem is REQUESTS_CA_BUNDLE)."""
+        return self.tmp / "ca" if self.tls else None
+
     def base_env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("AKENEO_", "CELERY_", "CONNECTOR_"))}
-        env.update({"PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1",
-                    "REDIS_URL": self.redis_url})
+        env = shared.base_env(FOREIGN_ENV, PYTHONUNBUFFERED="1", REDIS_URL=self.redis_url)
+        if self.ca_dir is not None:
+            env["REQUESTS_CA_BUNDLE"] = str(self.ca_dir / "ca.pem")
         return env
 
     def env(self) -> dict[str, str]:
         """What a worker (or any connector process) of this world needs."""
         assert self.pim is not None and self.pim.url is not None
-        env = self.base_env()
-        env.update(PIM_CREDENTIALS)
-        env.update({
-            "AKENEO_URL": self.pim.url,
-            "CONNECTOR_NAMESPACE": self.namespace,
-            "CONNECTOR_CONFIG": str(self.config_path),
-            "CELERY_BROKER_URL": self.broker_url,
-            "DAM_TOKEN": DAM_TOKEN,
-        })
-        return env
+        return shared.connector_env(
+            namespace=self.namespace, redis_url=self.redis_url, broker_url=self.broker_url,
+            pim_url=self.pim.url, config_path=self.config_path, foreign=FOREIGN_ENV,
+            extra={"PYTHONUNBUFFERED": "1",
+                   **({"REQUESTS_CA_BUNDLE": str(self.ca_dir / "ca.pem")} if self.ca_dir else {})},
+        )
 
     def start(self) -> Harness:
         env = self.base_env()
-        self.pim = start_pim(self.tmp, env, wait=False, **self.pim_settings)
-        self.dam = start_dam(self.tmp, env, self.assets, wait=False)
+        if self.ca_dir is not None:  # one CA for both sandboxes, made before either starts
+            from sandbox.server import SandboxCA
+
+            SandboxCA(self.ca_dir)
+            # this process's own clients (structure, start_run, admin) trust it too
+            os.environ["REQUESTS_CA_BUNDLE"] = env["REQUESTS_CA_BUNDLE"]
+        self.pim = start_pim(self.tmp, env, wait=False, ca_dir=self.ca_dir,
+                             **self.pim_settings)
+        self.dam = start_dam(self.tmp, env, self.assets, wait=False, ca_dir=self.ca_dir)
         _wait_http(self.pim)
         _wait_http(self.dam)
         assert self.dam.url is not None
@@ -425,41 +436,26 @@ class Harness:
         self.config = load_config(self.config_path, env=self.env())
         self.apply_structure()
         self.app = Celery("bench", broker=self.broker_url)
-        options: dict[str, Any] = {"visibility_timeout": 7200}
-        if self.broker_url.startswith("redis"):
-            options["global_keyprefix"] = f"{self.namespace}:celery:"
-        self.app.conf.update(task_serializer="json", accept_content=["json"],
-                             broker_connection_retry_on_startup=True,
-                             broker_transport_options=options)
-        from connector.dam.factory import build_source
-
-        self.services = Services(
-            self.config, get_redis(self.redis_url), Keys(self.namespace),
-            client=self.client(), sources={SOURCE: build_source(self.config.source(SOURCE))},
+        self.app.conf.update(shared.sender_conf(self.namespace, self.broker_url,
+                                                 broker_connection_retry_on_startup=True))
+        self.services = shared.world_services(
+            self.config, self.redis_url, self.namespace, client=self.client(),
             enqueuer=SendTaskEnqueuer(self.app),
         )
         return self
 
     def apply_structure(self) -> None:
         """The demo structure (examples/structure.yaml), as `connector structure apply`."""
-        from connector.structure import apply_structure, load_structure_file
-
         # setup, not measured: the fleet's 3 option writes/s would only slow the start
         client = self.client(option_writes_per_second=1000.0)
         try:
-            report = apply_structure(
-                client, load_structure_file(ROOT / "examples" / "structure.yaml")
-            )
+            shared.apply_demo_structure(client)
         finally:
             client.close()
-        if not report.ok:
-            raise RuntimeError(f"structure apply failed: {report.to_dict()}")
 
     def credentials(self) -> PimCredentials:
         assert self.pim is not None and self.pim.url is not None
-        return PimCredentials(url=self.pim.url, client_id="sandbox-client",
-                              client_secret=Secret("sandbox-secret"), username="sandbox",
-                              password=Secret("sandbox-password"))
+        return shared.SandboxSecrets().credentials(self.pim.url)
 
     def client(self, namespace: str | None = None, **pim: Any) -> AkeneoClient:
         """A PIM client of this world (`pim` overrides PimConfig fields)."""
@@ -475,10 +471,10 @@ class Harness:
         """`celery -A tasks worker -Q queues -c concurrency` (prefork), not yet waited for."""
         index = len(self.workers)
         hostname = f"{name or 'w'}{index}-{self.namespace}@127.0.0.1"
-        argv = [CELERY, "-A", "tasks", "worker", "-l", "WARNING", "-c", str(concurrency),
-                "-Q", queues, "-n", hostname, "--without-gossip", "--without-mingle",
-                "--without-heartbeat", *extra]
-        proc, log = _start_child(f"worker{index}", argv, self.env(), self.tmp)
+        argv = shared.worker_argv(hostname, queues=queues, concurrency=concurrency,
+                                   extra=extra)
+        log = self.tmp / f"worker{index}.log"
+        proc = shared.start_process(argv, self.env(), log)
         child = Child(hostname, proc, log, queues=queues, concurrency=concurrency)
         self.workers.append(child)
         return child
@@ -486,23 +482,10 @@ class Harness:
     def wait_workers(self, timeout: float = 120.0) -> None:
         """Until every worker answers a ping (its consumer is up, its pool forked)."""
         assert self.app is not None
-        pending = {w.name for w in self.workers}
-
-        def ready() -> bool:
-            for worker in self.workers:
-                if not worker.alive():
-                    raise RuntimeError(f"worker {worker.name} exited:\n{worker.log_tail()}")
-            replies = self.app.control.ping(destination=sorted(pending), timeout=0.5) if (
-                self.app is not None) else []
-            for reply in replies or []:
-                pending.difference_update(reply)
-            return not pending
-
-        wait_until(ready, timeout, "the workers to answer a ping", interval=0.2)
+        shared.wait_workers(self.app, self.workers, timeout)
 
     def stop_workers(self) -> None:
-        for worker in self.workers:
-            worker.stop()
+        shared.stop_processes([w.proc for w in self.workers], timeout=20)
         self.workers = []
 
     def stop(self) -> None:
@@ -518,6 +501,11 @@ class Harness:
         self._tmp.cleanup()
 
     # ------------------------------------------------------------------ measuring
+
+    def transport(self) -> dict[str, dict[str, int]]:
+        """Connections and TLS handshakes each sandbox accepted so far."""
+        return {name: sandbox.transport()
+                for name, sandbox in (("pim", self.pim), ("dam", self.dam)) if sandbox}
 
     def worker_cpu(self) -> float:
         return sum(w.tree.cpu_seconds() for w in self.workers)
@@ -553,6 +541,7 @@ class Harness:
         from connector.pipeline import run_report, start_run
 
         assert self.services is not None
+        transport0 = self.transport()
         cpu0 = self.worker_cpu()
         sandbox0 = self.sandbox_cpu()
         peak: dict[str, int] = {}
@@ -590,28 +579,15 @@ class Harness:
         wall = time.monotonic() - t0
         cpu = self.worker_cpu() - cpu0
         sandbox1 = self.sandbox_cpu()
+        transport1 = self.transport()
+        transport = {host: {k: v - transport0[host][k] for k, v in counts.items()}
+                     for host, counts in transport1.items()}
+        TRANSPORT.append({"tls": self.tls, "hosts": transport})
         return RunResult(
-            report=report, wall=wall, worker_cpu=cpu,
+            report=dict(report), wall=wall, worker_cpu=cpu,
             sandbox_cpu={k: round(sandbox1[k] - sandbox0.get(k, 0.0), 2) for k in sandbox1},
-            rss_peak=peak, transformed_at=transformed_at,
+            rss_peak=peak, transformed_at=transformed_at, transport=transport,
         )
-
-
-def delete_namespace(namespace: str, redis_url: str | None = None) -> int:
-    """Remove every key of a benchmark namespace (never anything else)."""
-    if not namespace or ":" in namespace or "*" in namespace:
-        raise ValueError(f"refusing to delete namespace {namespace!r}")
-    client = get_redis(redis_url)
-    deleted = 0
-    batch: list[Any] = []
-    for key in client.scan_iter(match=f"{namespace}:*", count=1000):
-        batch.append(key)
-        if len(batch) >= 500:
-            deleted += cast(int, client.delete(*batch))
-            batch = []
-    if batch:
-        deleted += cast(int, client.delete(*batch))
-    return deleted
 
 
 # ---------------------------------------------------------------------- PIM counters

@@ -23,7 +23,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import Harness, emit
+from bench.common import Harness, add_transport_args, emit
 from tasks import routing
 
 TARGET = 0.10
@@ -69,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10000,100000",
                         help="two DAM sizes, small,large")
+    add_transport_args(parser)
     args = parser.parse_args(argv)
     small_n, large_n = (int(x) for x in args.sizes.split(","))
     small, large = measure(small_n), measure(large_n)

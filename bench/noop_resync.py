@@ -20,7 +20,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import ALL_QUEUES, Harness, RunResult, diff_counters, emit, pim_writes
+from bench.common import (
+    ALL_QUEUES,
+    Harness,
+    RunResult,
+    add_transport_args,
+    diff_counters,
+    emit,
+    pim_writes,
+)
 
 TARGET_SECONDS = 3.0
 
@@ -96,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--assets", type=int, default=20_000)
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--full", action="store_true", help="also time a full re-sync")
+    add_transport_args(parser)
     args = parser.parse_args(argv)
     out, lines = run(args.assets, args.concurrency, args.full)
     emit("noop_resync", out, lines)

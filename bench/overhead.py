@@ -21,7 +21,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import ALL_QUEUES, Harness, emit
+from bench.common import ALL_QUEUES, Harness, add_transport_args, emit
 from bench.reference_sync import reference_sync
 
 TARGET_RATIO = 2.0
@@ -74,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--assets", type=int, default=20_000)
     parser.add_argument("--concurrency", type=int, default=2)
+    add_transport_args(parser)
     args = parser.parse_args(argv)
     out, lines = run(args.assets, args.concurrency)
     emit("overhead", out, lines)

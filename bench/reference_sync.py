@@ -19,7 +19,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import SOURCE, Harness, delete_namespace, emit
+from bench.common import SOURCE, Harness, add_transport_args, delete_namespace, emit
 from connector.dam.factory import build_source
 from connector.pipeline.services import Services
 from connector.redis_conn import Keys, get_redis
@@ -83,6 +83,7 @@ def reference_sync(world: Harness, namespace: str) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--assets", type=int, default=20_000)
+    add_transport_args(parser)
     args = parser.parse_args(argv)
     with Harness(args.assets, label="bench-ref") as world:
         out = reference_sync(world, f"{world.namespace}-ref")

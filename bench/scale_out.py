@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import BUDGET_PIM, emit
+from bench.common import BUDGET_PIM, add_transport_args, emit
 from bench.throughput import measure
 
 
@@ -29,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="processes per push worker")
     parser.add_argument("--other-concurrency", type=int, default=2)
     parser.add_argument("--bulk-latency", type=float, default=BUDGET_PIM["bulk_latency"])
+    add_transport_args(parser)
     args = parser.parse_args(argv)
     rows = []
     for count in (int(x) for x in args.push_workers.split(",")):

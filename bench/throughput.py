@@ -24,7 +24,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import ALL_QUEUES, BUDGET_PIM, Harness, bulk_window, emit
+from bench.common import ALL_QUEUES, BUDGET_PIM, Harness, add_transport_args, bulk_window, emit
 from tasks import routing
 
 TARGET_SHARE = 0.85
@@ -113,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--staged", action="store_true",
                         help="start the push workers only after every chunk is transformed "
                              "(times the push stage alone; the target stays end to end)")
+    add_transport_args(parser)
     args = parser.parse_args(argv)
     out = measure(args.assets, push_workers=args.push_workers,
                   push_concurrency=args.push_concurrency,

@@ -4,7 +4,13 @@ Starts `gunicorn tasks.web:app` on 127.0.0.1 (free port) against the local Redis
 throw-away config (one source, HMAC-SHA256 `X-Signature: sha256=…`) and a unique key
 namespace that is deleted afterwards, then fires a bounded number of signed webhooks from
 concurrent client threads. No Celery worker runs: flush tasks are enqueued (that cost is
-part of the measurement) and removed with the namespace.
+part of the measurement) and removed with the namespace. gunicorn runs as the Procfile's
+`web` line does (sync workers, access log on stdout). CPU of the gunicorn tree, of Redis
+(shared with whatever else runs here) and of this client is measured around the timed
+part, with the load average, and the result is printed like every benchmark's
+(bench/common.py `emit`: figures, the reproducing command, one JSON line). The webhook
+receiver is plain HTTP here (TLS ends at a proxy in front of it); `--plain-http` is
+accepted for run_all and changes nothing.
 
     .venv/bin/python bench/webhook_bench.py --requests 5000 --threads 8 --workers 2
 """
@@ -15,7 +21,6 @@ import argparse
 import json
 import os
 import re
-import shlex
 import signal
 import statistics
 import subprocess
@@ -26,7 +31,9 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
+import psutil
 import redis
 import requests
 import yaml
@@ -34,6 +41,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.common import ProcessTree, add_transport_args, emit  # noqa: E402
 from connector.config.model import WebhookConfig  # noqa: E402
 from connector.intake.signature import compute_signature  # noqa: E402
 from connector.settings import Secret  # noqa: E402
@@ -65,7 +73,7 @@ def start_gunicorn(env: dict[str, str], workers: int, worker_class: str, log: Pa
         subprocess.Popen[bytes], str]:
     gunicorn = str(Path(sys.executable).parent / "gunicorn")
     args = [gunicorn, "-b", "127.0.0.1:0", "-w", str(workers), "-k", worker_class,
-            "tasks.web:app"]
+            "--access-logfile", "-", "tasks.web:app"]
     handle = log.open("wb")
     proc = subprocess.Popen(args, env=env, cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT,
                             start_new_session=True)
@@ -88,7 +96,24 @@ def start_gunicorn(env: dict[str, str], workers: int, worker_class: str, log: Pa
     raise SystemExit("gunicorn did not start:\n" + log.read_text()[-3000:])
 
 
-def run(args: argparse.Namespace) -> dict[str, float | int | str]:
+def _redis_cpu() -> float:
+    """CPU seconds of the local redis-server so far (nan when not found/readable)."""
+    for proc in psutil.process_iter(["name"]):
+        if proc.info["name"] == "redis-server":
+            try:
+                return float(sum(proc.cpu_times()[:2]))
+            except psutil.Error:
+                break
+    return float("nan")
+
+
+def _cpu(web: ProcessTree) -> dict[str, float]:
+    me = psutil.Process().cpu_times()
+    return {"web": web.cpu_seconds(), "redis-server": _redis_cpu(),
+            "bench client": me.user + me.system}
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
     namespace = f"bench-{uuid.uuid4().hex[:10]}"
     redis_url = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
     signer = WebhookConfig(header="X-Signature", prefix="sha256=", secret=Secret(SECRET))
@@ -129,10 +154,15 @@ def run(args: argparse.Namespace) -> dict[str, float | int | str]:
                 send((item[0], item[1], "warm-" + item[2]))
             latencies.clear()
             statuses.clear()
+            tree = ProcessTree(proc.pid)
+            load_before = os.getloadavg()[0]
+            cpu0 = _cpu(tree)
             started = time.perf_counter()
             with ThreadPoolExecutor(max_workers=args.threads) as pool:
                 list(pool.map(send, bodies))
             wall = time.perf_counter() - started
+            cpu1 = _cpu(tree)
+            rss_mb = round(sum(tree.rss().values()) / 2**20, 1)
         finally:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(timeout=30)
@@ -142,11 +172,17 @@ def run(args: argparse.Namespace) -> dict[str, float | int | str]:
                 client.delete(*keys[i : i + 500])
     accepted = statuses.get(202, 0)
     ordered = sorted(latencies)
+    cpu = {k: round(cpu1[k] - cpu0[k], 2) for k in cpu1}
     return {
         "requests": len(latencies),
         "accepted": accepted,
-        "statuses": json.dumps(dict(sorted(statuses.items()))),
+        "statuses": {str(k): v for k, v in sorted(statuses.items())},
         "wall_s": round(wall, 3),
+        "web_workers": args.workers,
+        "cpu_s": cpu,
+        "web_cpu_ms_per_request": round(cpu["web"] / max(1, len(latencies)) * 1000, 3),
+        "web_rss_mb": rss_mb,
+        "load_avg_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "accepted_per_s": round(accepted / wall, 1),
         "p50_ms": round(statistics.median(ordered) * 1000, 2),
         "p99_ms": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000, 2),
@@ -154,26 +190,30 @@ def run(args: argparse.Namespace) -> dict[str, float | int | str]:
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=5000, help="webhooks to send")
     parser.add_argument("--threads", type=int, default=8, help="concurrent client threads")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
     parser.add_argument("--worker-class", default="sync", help="gunicorn worker class")
     parser.add_argument("--assets", type=int, default=500, help="distinct asset ids")
-    args = parser.parse_args()
+    add_transport_args(parser)
+    args = parser.parse_args(argv)
     if args.requests < 1 or args.threads < 1:
         parser.error("--requests and --threads must be at least 1")
     result = run(args)
-    command = " ".join(shlex.quote(a) for a in [
-        ".venv/bin/python", "bench/webhook_bench.py", "--requests", str(args.requests),
-        "--threads", str(args.threads), "--workers", str(args.workers),
-        "--worker-class", args.worker_class, "--assets", str(args.assets)])
-    print(f"machine: {os.cpu_count()} CPUs, python {sys.version.split()[0]}")
-    for key, value in result.items():
-        print(f"{key:>15}: {value}")
-    print(f"reproduce with: {command}")
+    lines = [
+        f"{result['accepted']} of {result['requests']} webhooks accepted in {result['wall_s']} s"
+        f" = {result['accepted_per_s']}/s ({args.threads} client threads, {args.workers} "
+        f"gunicorn {args.worker_class} workers); statuses {result['statuses']}",
+        f"ack latency: p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms, "
+        f"max {result['max_ms']} ms",
+        f"CPU s {result['cpu_s']} ({result['web_cpu_ms_per_request']} ms of web CPU per "
+        f"webhook); web tree RSS {result['web_rss_mb']} MB; load {result['load_avg_1m']}",
+    ]
+    emit("webhook_bench", result, lines)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -31,8 +31,9 @@ Clock = Callable[[], float]
 Sleep = Callable[[float], object]
 
 #: statuses worth retrying on either side (PIM and DAM): timeouts, too early / too many
-#: requests; every other 5xx is transient too (`is_transient_status`)
-TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+#: requests (420 is Cloudinary's rate-limit answer); every other 5xx is transient too
+#: (`is_transient_status`)
+TRANSIENT_STATUSES = frozenset({408, 420, 425, 429, 500, 502, 503, 504})
 
 #: longest wait, in seconds, of a consumer loop that reconnects to its broker
 RECONNECT_MAX = 30.0
@@ -42,7 +43,7 @@ RECONNECT_MAX = 30.0
 
 
 def is_transient_status(status: int) -> bool:
-    """An HTTP answer worth asking again later (408, 425, 429 and every 5xx)."""
+    """An HTTP answer worth asking again later (408, 420, 425, 429 and every 5xx)."""
     return status in TRANSIENT_STATUSES or 500 <= status <= 599
 
 

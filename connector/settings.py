@@ -8,6 +8,7 @@ repr by accident.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 
@@ -74,12 +75,13 @@ class PimCredentials:
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
-def redis_url(env: dict[str, str] | None = None) -> str:
-    env = dict(os.environ) if env is None else env
-    return env.get("REDIS_URL") or DEFAULT_REDIS_URL
+def redis_url(env: Mapping[str, str] | None = None) -> str:
+    source = os.environ if env is None else env  # one lookup, not a copy of the environment
+    return source.get("REDIS_URL") or DEFAULT_REDIS_URL
 
 
-def key_namespace(env: dict[str, str] | None = None) -> str:
-    """Prefix of every Redis key the connector writes (tests use one per test)."""
-    env = dict(os.environ) if env is None else env
-    return env.get("CONNECTOR_NAMESPACE") or "connector"
+def key_namespace(env: Mapping[str, str] | None = None) -> str:
+    """Prefix of every Redis key the connector writes (tests use one per test). Read on
+    every `Keys()` (per downloaded file, for the metrics): one lookup, never a copy."""
+    source = os.environ if env is None else env
+    return source.get("CONNECTOR_NAMESPACE") or "connector"

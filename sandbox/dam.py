@@ -13,9 +13,18 @@ API (all accept the "changed since" filter; results sorted by (updated, id)):
               GET /api/v4/media/<id>/   GET /api/v4/media/deleted/?since=&page=&limit=
               (the deleted listing is a sandbox extension: real Bynder has none, its
               deletions come as webhook events or are found by a full listing)
-  cloudinary  GET /v1_1/demo/resources/image?max_results=&next_cursor=&start_at=
-              body {"resources": [...], "next_cursor": ...}, basic auth
-              GET /v1_1/demo/resources/<id>   GET /v1_1/demo/resources/deleted?start_at=...
+  bynder      GET /api/v4/media/<id>/download/   {"s3_file": URL}; orderBy=dateModified asc|desc
+  cloudinary  the Admin and Search APIs as Cloudinary's SDK calls them (cloud name "demo",
+              basic auth api key "sandbox", secret "sandbox-dam-password"): see
+              sandbox/dam_cloudinary.py. GET /v1_1/demo/resources/deleted?start_at=... is a
+              sandbox extension (Cloudinary announces deletions as notifications)
+  nested      GET /api/v2/assets?modified_after=&limit=&cursor=   {"data": [...]} + Link
+              rel="next", bearer; dotted ids (`assets.<uuid>`), facts under
+              `metadata.fields`, file URLs relative to the root (`media/<id>/<name>`),
+              no single-asset endpoint, no deletion listing (docs/quickstart.md)
+  graphql     POST /graphql {query, variables}: `assets(first, after, updatedSince)` with
+              Relay pageInfo/edges/nodes and `asset(id)`, bearer; not a GraphQL server
+              (no parser): see sandbox/dam_graphql.py
   generic     GET /api/<style>/assets?updated_since=...  and  /api/<style>/deleted
               style page (page/limit, {"results"}), offset (offset/limit, {"items","total"}),
               cursor (cursor/limit, {"data", "paging": {"next"}}), header_cursor (cursor/limit,
@@ -24,6 +33,8 @@ API (all accept the "changed since" filter; results sorted by (updated, id)):
               GET /api/items/<id>
   OAuth2      POST /oauth/token (grant_type=client_credentials; tokens expire)
   binaries    GET /media/<id>/<filename>
+`serve(tls=True)` serves HTTPS (trust `server.ca_bundle`); the counters include the
+server's `connections` and `tls_handshakes` (sandbox/server.py).
 Admin under /_sandbox/: GET info, counters, log, bad, assets/<id>; POST settings,
 counters/reset, assets (add), assets/<id> (edit), tokens/expire; DELETE assets/<id>;
 GET redirect?to=URL (a 302, for redirect tests).
@@ -50,6 +61,8 @@ from werkzeug.exceptions import HTTPException, NotFound
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
+from sandbox import dam_cloudinary as cld
+from sandbox import dam_graphql
 from sandbox.dam_data import (
     BAD_KINDS,
     CONTENT_TYPES,
@@ -59,15 +72,21 @@ from sandbox.dam_data import (
     media_size,
     render_bynder,
     render_cloudinary,
+    render_nested,
 )
-from sandbox.server import BackgroundServer
+from sandbox.server import BackgroundServer, ConnectionCounter, SandboxCA
 
-SHAPES = ("bynder", "cloudinary", "page", "offset", "cursor", "header_cursor", "link", "none")
+SHAPES = (
+    "bynder", "cloudinary", "nested", "graphql", "page", "offset", "cursor", "header_cursor",
+    "link", "none",
+)
 AUTH_MODES = ("any", "none", "bearer", "basic", "api_key", "oauth2")
-SHAPE_AUTH = {"bynder": "bearer", "cloudinary": "basic"}
+SHAPE_AUTH = {"bynder": "bearer", "cloudinary": "basic", "nested": "bearer", "graphql": "bearer"}
 SHAPE_LIST_PATH = {
     "bynder": "/api/v4/media/",
-    "cloudinary": "/v1_1/demo/resources/image",
+    "cloudinary": "/v1_1/demo/resources/search",
+    "nested": "/api/v2/assets",
+    "graphql": "/graphql",
 }
 GENERIC_STYLES = ("page", "offset", "cursor", "header_cursor", "link", "none")
 
@@ -92,6 +111,9 @@ class DamSandboxSettings:
     link_base: str = ""             # Link rel="next" points at this origin instead (tests)
     list_empty: bool = False        # listings answer 200 with no assets (an expired
     #                                 permission, a wrong filter, an unmounted share)
+    cld_rate_limit_status: int = 420  # Cloudinary's rate-limit answer (420, or 429)
+    graphql_errors: int = 0         # answer the next N GraphQL requests with errors[] (a 200)
+    graphql_errors_skip: int = 0    # ... after letting this many through
 
 
 class _BadRequest(Exception):
@@ -184,16 +206,36 @@ class DamSandbox:
         self._deletions: list[tuple[int, str]] = []     # (ms, id), by time
         self._hidden_ids = {s.index for s in self.catalog.bad.values() if s.kind == "missing_id"}
         self._tokens: dict[str, float] = {}              # OAuth2 token → expiry (monotonic)
+        self.connections = ConnectionCounter()  # filled by the servers this sandbox runs on
         self._reset_counters()
         self._url_map = Map(
             [
                 Rule("/oauth/token", endpoint="token", methods=["POST"]),
+                # Bynder's own token URL (client credentials), as bynder-sdk calls it
+                Rule("/v6/authentication/oauth2/token", endpoint="token", methods=["POST"]),
                 Rule("/api/v4/media/", endpoint="bynder_list", methods=["GET"]),
                 Rule("/api/v4/media/deleted/", endpoint="bynder_deleted", methods=["GET"]),
                 Rule("/api/v4/media/<asset_id>/", endpoint="bynder_get", methods=["GET"]),
-                Rule("/v1_1/demo/resources/image", endpoint="cld_list", methods=["GET"]),
-                Rule("/v1_1/demo/resources/deleted", endpoint="cld_deleted", methods=["GET"]),
-                Rule("/v1_1/demo/resources/<asset_id>", endpoint="cld_get", methods=["GET"]),
+                Rule(
+                    "/api/v4/media/<asset_id>/download/", endpoint="bynder_download",
+                    methods=["GET"],
+                ),
+                Rule(
+                    "/v1_1/<cloud>/resources/search", endpoint="cld_search",
+                    methods=["GET", "POST"],
+                ),
+                Rule("/v1_1/<cloud>/resources/deleted", endpoint="cld_deleted", methods=["GET"]),
+                Rule("/v1_1/<cloud>/resources/<first>", endpoint="cld_one", methods=["GET"]),
+                Rule(
+                    "/v1_1/<cloud>/resources/<resource_type>/<delivery>", endpoint="cld_list",
+                    methods=["GET"],
+                ),
+                Rule(
+                    "/v1_1/<cloud>/resources/<resource_type>/<delivery>/<path:public_id>",
+                    endpoint="cld_public", methods=["GET"],
+                ),
+                Rule("/api/v2/assets", endpoint="nested_list", methods=["GET"]),
+                Rule("/graphql", endpoint="graphql", methods=["POST"]),
                 Rule("/api/<style>/assets", endpoint="generic_list", methods=["GET"]),
                 Rule("/api/<style>/deleted", endpoint="generic_deleted", methods=["GET"]),
                 Rule("/api/items/<asset_id>", endpoint="generic_get", methods=["GET"]),
@@ -222,9 +264,19 @@ class DamSandbox:
     def app(self) -> Callable[..., Any]:
         return self._wsgi
 
-    def serve(self, host: str = "127.0.0.1", port: int = 0) -> BackgroundServer:
-        """Start serving in a background thread; call `.stop()` on the result."""
-        return BackgroundServer(self._wsgi, host, port).start()
+    def serve(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        tls: bool = False,
+        ca: SandboxCA | None = None,
+    ) -> BackgroundServer:
+        """Start serving in a background thread; call `.stop()` on the result.
+        `tls=True`: HTTPS, trusted through the result's `ca_bundle`."""
+        return BackgroundServer(
+            self._wsgi, host, port, tls=tls, ca=ca, counter=self.connections
+        ).start()
 
     def configure(self, **changes: Any) -> DamSandboxSettings:
         known = {f.name for f in fields(DamSandboxSettings)}
@@ -326,7 +378,8 @@ class DamSandbox:
     def counters(self) -> dict[str, Any]:
         with self._lock:
             data: dict[str, Any] = json.loads(json.dumps(self._counters))
-            return data
+        data.update(self.connections.snapshot())
+        return data
 
     def request_log(self) -> list[dict[str, Any]]:
         with self._lock:
@@ -341,6 +394,7 @@ class DamSandbox:
     def reset_counters(self) -> None:
         with self._lock:
             self._reset_counters()
+        self.connections.reset()
 
     # ================================================================ state helpers
 
@@ -348,7 +402,7 @@ class DamSandbox:
         self._counters: dict[str, Any] = {
             "requests": 0, "api_requests": 0, "by_path": {}, "by_status": {},
             "429": 0, "401": 0, "500": 0, "early_after_429": 0, "tokens_issued": 0,
-            "media": 0,
+            "media": 0, "cloudinary_calls": 0,
         }
         self._log: collections.deque[dict[str, Any]] = collections.deque(maxlen=5000)
         self._retry_not_before = 0.0   # wall clock; requests before it are "early"
@@ -436,6 +490,8 @@ class DamSandbox:
             with self._lock:
                 self._counters["500"] += 1
             return _json({"error": "unavailable", "message": "injected media failure"}, 503)
+        if endpoint.startswith("cld_"):
+            return self._cloudinary(endpoint, request, args, settings)
         if endpoint != "media" or settings.limit_media:
             gate = self._gate(settings)
             if gate is not None:
@@ -454,14 +510,25 @@ class DamSandbox:
             resp.headers["WWW-Authenticate"] = 'Bearer realm="sandbox-dam"'
             return resp
         host = request.host_url
+        if endpoint == "nested_list":
+            return self._list(request, "nested", "modified_after", "nested", host, False)
+        if endpoint == "graphql":
+            return dam_graphql.answer(self, request, host)
         if endpoint == "bynder_list":
-            return self._list(request, "page", "dateModified", "bynder", host, False)
+            order = request.args.get("orderBy", "dateModified asc")
+            if order not in ("dateModified asc", "dateModified desc"):
+                raise _BadRequest(
+                    f"orderBy {order!r}: the sandbox orders by dateModified asc or desc only"
+                )
+            return self._list(request, "page", "dateModified", "bynder", host, False,
+                              reverse=order.endswith("desc"))
         if endpoint == "bynder_deleted":
             return self._list(request, "page", "since", "bynder", host, True)
-        if endpoint == "cld_list":
-            return self._list(request, "cloudinary", "start_at", "cloudinary", host, False)
-        if endpoint == "cld_deleted":
-            return self._list(request, "cloudinary", "start_at", "cloudinary", host, True)
+        if endpoint == "bynder_download":
+            rec = self.record(args["asset_id"])
+            if rec is None:
+                raise NotFound(f"no asset {args['asset_id']}")
+            return _json({"s3_file": render_bynder(rec, host)["original"]})
         if endpoint in ("generic_list", "generic_deleted"):
             style = args["style"]
             if style not in GENERIC_STYLES:
@@ -471,16 +538,163 @@ class DamSandbox:
                 request, body_style, "updated_since", "bynder", host,
                 endpoint == "generic_deleted",
             )
-        if endpoint in ("bynder_get", "cld_get", "generic_get"):
+        if endpoint in ("bynder_get", "generic_get"):
             with self._lock:
                 i = self._index(args["asset_id"])
                 if i is None:
                     raise NotFound(f"no asset {args['asset_id']}")
                 rec = dict(self._record(i))
                 hidden = i in self._hidden_ids
-            render = render_cloudinary if endpoint == "cld_get" else render_bynder
-            return _json(render(rec, host, hidden))
+            return _json(render_bynder(rec, host, hidden))
         raise NotFound()  # pragma: no cover
+
+    # ---------------------------------------------------------------- Cloudinary
+
+    def _cloudinary(
+        self, endpoint: str, request: Request, args: Mapping[str, Any], s: DamSandboxSettings
+    ) -> Response:
+        """The Admin/Search APIs (sandbox/dam_cloudinary.py): Cloudinary's error bodies,
+        its 420 (or 429) rate-limit answer and its X-FeatureRateLimit-* headers."""
+        now = time.time()
+        with self._lock:
+            self._counters["cloudinary_calls"] += 1
+            used = self._counters["cloudinary_calls"]
+        headers = cld.rate_headers(used, now)
+        try:
+            gate = self._gate(s)
+            if gate is not None and gate.status_code == 429:
+                headers["X-FeatureRateLimit-Remaining"] = "0"
+                raise cld.CldError(s.cld_rate_limit_status, "Rate Limit Exceeded")
+            if gate is not None:
+                raise cld.CldError(gate.status_code, "General Error")
+            if s.latency:
+                time.sleep(s.latency)
+            if not self._authorised(request, s):
+                with self._lock:
+                    self._counters["401"] += 1
+                raise cld.CldError(401, "Invalid api_key or api_secret")
+            if args["cloud"] != cld.CLOUD_NAME:
+                raise cld.CldError(401, f"Invalid cloud_name {args['cloud']}")
+            response = self._cld_answer(endpoint, request, args, s)
+        except cld.CldError as exc:
+            response = cld.error_response(exc.status, exc.message)
+        except _BadRequest as exc:
+            response = cld.error_response(400, str(exc))
+        except NotFound as exc:
+            response = cld.error_response(404, str(exc.description))
+        response.headers.update(headers)
+        return response
+
+    def _cld_answer(
+        self, endpoint: str, request: Request, args: Mapping[str, Any], s: DamSandboxSettings
+    ) -> Response:
+        host = request.host_url
+        if endpoint == "cld_deleted":
+            return self._list(request, "cloudinary", "start_at", "cloudinary", host, True)
+        if endpoint == "cld_search":
+            query = cld.search_request(request.method, request.args, request.get_data())
+            return self._cld_search(query, host, s)
+        first = str(args.get("first") or args.get("resource_type"))
+        if endpoint == "cld_one" and first not in cld.RESOURCE_TYPES:
+            with self._lock:  # GET /resources/<asset_id>
+                i = self._index(first)
+                if i is None:
+                    raise cld.CldError(404, f"Resource not found - {first}")
+                rec, hidden = dict(self._record(i)), i in self._hidden_ids
+            return _json(cld.resource(rec, host, hidden, set(cld.OPTIONAL_FIELDS)))
+        if first not in cld.RESOURCE_TYPES:
+            raise cld.CldError(400, f"Invalid resource type {first}")
+        delivery = args.get("delivery") or request.args.get("type")
+        if endpoint == "cld_public":
+            public_id = str(args["public_id"])
+            for _i, res, _upd in self._cld_all(host):
+                if (res["public_id"], res["resource_type"], res["type"]) == (
+                    public_id, first, delivery or "upload"
+                ):
+                    return _json(res)
+            raise cld.CldError(404, f"Resource not found - {public_id}")
+        return self._cld_list(request, first, delivery, host, s)
+
+    def _cld_all(self, host: str) -> list[tuple[int, dict[str, Any], int]]:
+        """Every live asset as a full resource, with its update time (ms)."""
+        with self._lock:
+            order = [] if self.settings.list_empty else list(self._order)
+            snapshot = [
+                (i, dict(self._record(i)), self._updated_ms(i), i in self._hidden_ids)
+                for i in order
+            ]
+        full = set(cld.OPTIONAL_FIELDS)
+        return [(i, cld.resource(rec, host, hidden, full), upd)
+                for i, rec, upd, hidden in snapshot]
+
+    def _cld_list(
+        self, request: Request, resource_type: str, delivery: str | None, host: str,
+        s: DamSandboxSettings,
+    ) -> Response:
+        """GET /resources/<resource_type>[/<type>]: by created_at, `start_at` = created since."""
+        q = request.args
+        limit = cld.limit_of(q.get("max_results"), 10)
+        direction = q.get("direction", "desc")
+        if direction not in ("asc", "desc", "1", "-1"):
+            raise cld.CldError(400, f"direction must be asc or desc, got {direction!r}")
+        descending = direction in ("desc", "-1")
+        since = _parse_since(q["start_at"]) if q.get("start_at") else None
+        prefix = q.get("prefix")
+        rows: list[tuple[Any, int]] = []
+        by_index: dict[int, dict[str, Any]] = {}
+        for i, res, _upd in self._cld_all(host):
+            if res["resource_type"] != resource_type or (delivery and res["type"] != delivery):
+                continue
+            if prefix and not str(res["public_id"]).startswith(prefix):
+                continue
+            created = cld.date_ms(res["created_at"])
+            if since is not None and (created is None or created < since):
+                continue
+            by_index[i] = res
+            rows.append((res["public_id"] if prefix else created, i))
+        if prefix:  # Cloudinary: with a prefix, sorted by public id and `direction` ignored
+            descending = False
+        rows = cld.sort_rows(rows, descending)
+        ids, token = cld.page(rows, descending, limit, q.get("next_cursor"), s.repeat_cursor)
+        include = cld.flags(q)
+        body: dict[str, Any] = {"resources": [
+            {k: v for k, v in by_index[i].items() if k not in cld.OPTIONAL_FIELDS or k in include}
+            for i in ids
+        ]}
+        if token:
+            body["next_cursor"] = token
+        return _json(body)
+
+    def _cld_search(self, query: dict[str, Any], host: str, s: DamSandboxSettings) -> Response:
+        """POST/GET /resources/search: expression, sort_by, max_results, next_cursor, with_field."""
+        now = cld.now_ms()
+        predicate = cld.parse_expression(str(query.get("expression") or ""), now)
+        field, descending = cld.sort_spec(query.get("sort_by"))
+        limit = cld.limit_of(query.get("max_results"), 50)
+        with_field = query.get("with_field") or []
+        include = {with_field} if isinstance(with_field, str) else set(with_field)
+        rows: list[tuple[Any, int]] = []
+        by_index: dict[int, dict[str, Any]] = {}
+        for i, res, upd in self._cld_all(host):
+            values = cld.search_fields(res, upd)
+            if predicate(values):
+                by_index[i] = res
+                rows.append((values[field], i))
+        rows = cld.sort_rows(rows, descending)
+        cursor = query.get("next_cursor")
+        ids, token = cld.page(rows, descending, limit, str(cursor) if cursor else None,
+                              s.repeat_cursor)
+        body: dict[str, Any] = {
+            "total_count": len(rows), "time": 1,
+            "resources": [
+                {k: v for k, v in by_index[i].items()
+                 if k not in cld.OPTIONAL_FIELDS or k in include}
+                for i in ids
+            ],
+        }
+        if token:
+            body["next_cursor"] = token
+        return _json(body)
 
     def _gate(self, s: DamSandboxSettings) -> Response | None:
         """Fault injection and the requests/s limit, before any real work."""
@@ -577,7 +791,7 @@ class DamSandbox:
 
     def _list(
         self, request: Request, style: str, since_param: str, render_as: str, host: str,
-        deletions: bool,
+        deletions: bool, reverse: bool = False,
     ) -> Response:
         s = self.settings
         q = request.args
@@ -588,7 +802,7 @@ class DamSandbox:
         limit = _int(q.get(size_param, default_size), size_param, 1, s.max_limit)
         cursor_param = "next_cursor" if style == "cloudinary" else "cursor"
         keyset = style in ("cloudinary", "generic_cursor", "generic_header_cursor",
-                           "generic_link")
+                           "generic_link", "nested")
         with self._lock:
             if deletions:
                 n = len(self._deletions)
@@ -621,11 +835,16 @@ class DamSandbox:
             if keyset and hi < n and hi > lo:
                 anchor = min(start + limit, n) - 1 if s.repeat_cursor else hi - 1
                 next_token = _encode_cursor(key(anchor))
+            positions: range | list[int] = range(lo, hi)
+            if reverse:  # the same pages, counted from the newest end
+                positions = [n - 1 - (p - start) for p in range(lo, hi)]
             if deletions:
-                items = [self._render_deletion(dels[p], render_as) for p in range(lo, hi)]
+                items = [self._render_deletion(dels[p], render_as) for p in positions]
             else:
-                picked = [(order[p], dict(self._record(order[p]))) for p in range(lo, hi)]
-                render = render_cloudinary if render_as == "cloudinary" else render_bynder
+                picked = [(order[p], dict(self._record(order[p]))) for p in positions]
+                render = {"cloudinary": render_cloudinary, "nested": render_nested}.get(
+                    render_as, render_bynder
+                )
                 items = [render(rec, host, i in self._hidden_ids) for i, rec in picked]
             total = n - start
         return self._list_body(style, items, next_token, total, lo - start, request)
@@ -655,10 +874,10 @@ class DamSandbox:
             return _json({"data": items, "paging": {"next": token}})
         if style == "generic_none":
             return _json({"assets": items})
-        resp = _json(items)
+        resp = _json({"data": items} if style == "nested" else items)
         if token and style == "generic_header_cursor":
             resp.headers["X-Next-Cursor"] = token
-        if token and style == "generic_link":
+        if token and style in ("generic_link", "nested"):
             args = request.args.copy()
             args["cursor"] = token
             query = "&".join(f"{k}={v}" for k, v in args.items(multi=True))
@@ -752,10 +971,19 @@ def _int(value: str, name: str, low: int, high: int) -> int:
     return number
 
 
-def serve_forever(host: str = "127.0.0.1", port: int = 8081, **kw: Any) -> None:
+def serve_forever(
+    host: str = "127.0.0.1",
+    port: int = 8081,
+    *,
+    tls: bool = False,
+    ca: SandboxCA | None = None,
+    **kw: Any,
+) -> None:
     """Run the sandbox DAM in the foreground (`connector sandbox dam --port P --assets N`)."""
     sandbox = DamSandbox(**kw)
-    server = BackgroundServer(sandbox.app, host, port)
+    server = BackgroundServer(
+        sandbox.app, host, port, tls=tls, ca=ca, counter=sandbox.connections
+    )
     list_path = SHAPE_LIST_PATH.get(sandbox.shape, f"/api/{sandbox.shape}/assets")
     print(
         f"sandbox DAM ({sandbox.shape}, {len(sandbox._order)} assets, auth "

@@ -258,7 +258,9 @@ def render_bynder(rec: dict[str, Any], host_url: str, hide_id: bool = False) -> 
 
 def render_cloudinary(rec: dict[str, Any], host_url: str, hide_id: bool = False) -> dict[str, Any]:
     """A Cloudinary Admin API resource; custom metadata under `context.custom` (colours
-    separated by "|", `asset_type` from the folder, `caption` = description)."""
+    separated by "|", `asset_type` from the folder, `caption` = description). Public ids
+    end in a suffix, as an upload with `unique_filename` gives them: names repeat across
+    assets, public ids never do."""
     b = render_bynder(rec, host_url)
     folder = str(b.get("folder") or "")
     custom = {
@@ -273,7 +275,7 @@ def render_cloudinary(rec: dict[str, Any], host_url: str, hide_id: bool = False)
     }
     out: dict[str, Any] = {
         "asset_id": b.get("id"),
-        "public_id": f"{b.get('folder')}/{b.get('name')}",
+        "public_id": f"{b.get('folder')}/{b.get('name')}_{_suffix(str(rec.get('id')))}",
         "format": b.get("extension"),
         "resource_type": "video" if b.get("type") == "video" else "image",
         "type": "upload",
@@ -294,3 +296,75 @@ def render_cloudinary(rec: dict[str, Any], host_url: str, hide_id: bool = False)
     if hide_id:
         out.pop("asset_id")
     return out
+
+
+def render_nested(rec: dict[str, Any], host_url: str, hide_id: bool = False) -> dict[str, Any]:
+    """A DAM shaped unlike the examples (docs/quickstart.md): a dotted id, the product facts
+    under `metadata.fields` (colours as a JSON list), the file under `file` with a URL
+    relative to the server's root (`media/<id>/<name>`, no leading slash)."""
+    b = render_bynder(rec, host_url)
+    original = rec.get("original")  # set only for a broken record: kept as it is
+    url = original if original is not None else f"media/{rec['id']}/{rec['filename']}"
+    fields = {
+        "sku": b.get("property_sku"),
+        "title": b.get("description"),
+        "colors": [c for c in str(b.get("property_colors") or "").split(",") if c],
+        "language": b.get("language"),
+        "duration": b.get("duration"),
+        "product_asset": bool(b.get("property_product_asset")),
+    }
+    out: dict[str, Any] = {
+        "id": f"assets.{str(rec['id']).lower()}",
+        "kind": b.get("type"),
+        "name": b.get("name"),
+        "created_at": b.get("dateCreated"),
+        "modified_at": b.get("dateModified"),
+        "folder": b.get("folder"),
+        "tags": list(b.get("tags") or []),
+        "file": {"name": b.get("filename"), "url": url, "size": b.get("fileSize"),
+                 "width": b.get("width"), "height": b.get("height")},
+        "metadata": {"fields": {k: v for k, v in fields.items() if v not in (None, "", [])}},
+    }
+    if hide_id:
+        out.pop("id")
+    return out
+
+
+def render_graphql(rec: dict[str, Any], host_url: str, hide_id: bool = False) -> dict[str, Any]:
+    """A GraphQL `Asset` node, Frontify/Contentful-like (sandbox/dam_graphql.py): camelCase
+    fields, the product facts under `metadata` (colours as a list), the file's absolute
+    `downloadUrl`."""
+    b = render_bynder(rec, host_url)
+    metadata = {
+        "sku": b.get("property_sku"),
+        "colors": [c for c in str(b.get("property_colors") or "").split(",") if c],
+        "language": b.get("language"),
+        "disclaimer": b.get("property_disclaimer") or None,
+        "productAsset": bool(b.get("property_product_asset")),
+    }
+    out: dict[str, Any] = {
+        "id": rec["id"],
+        "type": str(b.get("type") or "").upper() or None,
+        "title": b.get("name"),
+        "description": b.get("description"),
+        "filename": b.get("filename"),
+        "extension": b.get("extension"),
+        "size": b.get("fileSize"),
+        "width": b.get("width"),
+        "height": b.get("height"),
+        "duration": b.get("duration"),
+        "createdAt": b.get("dateCreated"),
+        "modifiedAt": b.get("dateModified"),
+        "folder": b.get("folder"),
+        "tags": list(b.get("tags") or []),
+        "downloadUrl": b.get("original"),
+        "metadata": metadata,
+    }
+    if hide_id:
+        out["id"] = None  # GraphQL answers every selected field: a missing id is null
+    return out
+
+
+def _suffix(asset_id: str) -> str:
+    """Ten hex digits derived from the id: unique across any sandbox's assets in practice."""
+    return hashlib.sha1(asset_id.encode()).hexdigest()[:10]

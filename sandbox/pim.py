@@ -10,6 +10,9 @@ connector behaved (did it respect Retry-After? split batches at 100? refresh tok
     server = sandbox.serve("127.0.0.1", 0)      # BackgroundServer, already started
     ...
     server.stop()
+
+`serve(tls=True)` serves HTTPS (trust `server.ca_bundle`); the counters include the
+server's `connections` and `tls_handshakes` (sandbox/server.py).
 """
 
 from __future__ import annotations
@@ -36,7 +39,8 @@ from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
 from sandbox.pim_store import ApiError, Asset, PimStore, parse_time
-from sandbox.server import BackgroundServer
+from sandbox.server import BackgroundServer, ConnectionCounter, SandboxCA
+from sandbox.uploads import KEEP_BYTES, DigestSink, StreamingRequest
 
 log = logging.getLogger(__name__)
 
@@ -271,14 +275,25 @@ class PimSandbox:
         self._inflight_total = 0
         self._blocked_until: dict[str, float] = {}
         self._counters = self._fresh_counters()
+        self.connections = ConnectionCounter()  # filled by the servers this sandbox runs on
         self._url_map = Map(_rules(), strict_slashes=False)
         self.app: Callable[..., Any] = self._wsgi
 
     # --- public helpers (in-process use) ---------------------------------------------------
 
-    def serve(self, host: str = "127.0.0.1", port: int = 0) -> BackgroundServer:
-        """Start the sandbox on a background thread; call `.stop()` on the result."""
-        return BackgroundServer(self.app, host, port).start()
+    def serve(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        tls: bool = False,
+        ca: SandboxCA | None = None,
+    ) -> BackgroundServer:
+        """Start the sandbox on a background thread; call `.stop()` on the result.
+        `tls=True`: HTTPS, trusted through the result's `ca_bundle`."""
+        return BackgroundServer(
+            self.app, host, port, tls=tls, ca=ca, counter=self.connections
+        ).start()
 
     def update_settings(self, **changes: Any) -> PimSandboxSettings:
         """Change knobs at runtime (same rules as POST /_sandbox/settings)."""
@@ -305,6 +320,7 @@ class PimSandbox:
             self._log.clear()
             self._counters = self._fresh_counters()
             self._blocked_until.clear()
+        self.connections.reset()
 
     def expire_tokens(self) -> int:
         """Make every access token expired (refresh tokens keep working)."""
@@ -325,6 +341,7 @@ class PimSandbox:
         with self._meta:
             data: dict[str, Any] = json.loads(json.dumps(self._counters))
         data["assets_stored"] = self.store.count_assets()
+        data.update(self.connections.snapshot())
         return data
 
     def log(self, since: float | None = None) -> list[dict[str, Any]]:
@@ -392,7 +409,7 @@ class PimSandbox:
         }
 
     def _wsgi(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        request = Request(environ)
+        request = StreamingRequest(environ)  # an upload is hashed, not held (sandbox/uploads.py)
         if request.path.startswith("/_sandbox/"):
             return self._admin(request)(environ, start_response)
         return self._api(request)(environ, start_response)
@@ -622,6 +639,9 @@ class PimSandbox:
             return self._upload(request, base)
         if endpoint == "media":
             media = store.get_media(args["code"])
+            if media.content is None:
+                raise ApiError(501, f"The sandbox kept only the size ({media.size} bytes) and "
+                                    f"sha256 of this media file (over {KEEP_BYTES} bytes).")
             return Response(
                 media.content,
                 status=200,
@@ -757,8 +777,12 @@ class PimSandbox:
         upload = request.files.get("file")
         if upload is None:
             raise ApiError(422, 'Property "file" is required.')
-        content = upload.read()
-        code = self.store.add_media(upload.filename or "file", content, upload.mimetype or None)
+        sink = upload.stream
+        if not isinstance(sink, DigestSink):  # pragma: no cover - StreamingRequest made it
+            raise ApiError(500, "the upload was not streamed into a DigestSink")
+        code = self.store.add_media(upload.filename or "file", sink.content,
+                                    upload.mimetype or None, size=sink.size,
+                                    sha256=sink.sha256.hexdigest())
         with self._meta:
             self._counters["media_uploads"] += 1
         return Response(
@@ -984,6 +1008,8 @@ class PimSandbox:
                 return _json({"changed": sorted(changes)})
             if path.startswith("assets/") and method == "GET":
                 return _json(self.dump_assets(path[len("assets/") :]))
+            if path.startswith("updated/") and method == "GET":
+                return _json(self.store.update_times(path[len("updated/") :]))
             if path == "products" and method == "GET":
                 return _json(self.store.find_products(None))
         except ApiError as exc:
@@ -1004,7 +1030,15 @@ class PimSandbox:
 
 
 def serve_forever(
-    host: str = "127.0.0.1", port: int = 8081, settings: PimSandboxSettings | None = None
+    host: str = "127.0.0.1",
+    port: int = 8081,
+    settings: PimSandboxSettings | None = None,
+    *,
+    tls: bool = False,
+    ca: SandboxCA | None = None,
 ) -> None:
     """Run the sandbox PIM in the foreground (the CLI's `sandbox pim` command)."""
-    BackgroundServer(PimSandbox(settings).app, host, port).serve_forever()
+    sandbox = PimSandbox(settings)
+    BackgroundServer(
+        sandbox.app, host, port, tls=tls, ca=ca, counter=sandbox.connections
+    ).serve_forever()

@@ -263,10 +263,14 @@ class Family:
 
 @dataclass
 class MediaFile:
+    """An upload: `content` is None for one too large to keep (sandbox/uploads.py)."""
+
     code: str
     filename: str
-    content: bytes
+    content: bytes | None
     mime_type: str
+    size: int = 0
+    sha256: str = ""
 
 
 @dataclass
@@ -813,6 +817,13 @@ class PimStore:
             family = self.family(family_code)
             return [self.render_asset(family, family.assets[c], "") for c in family.sorted_codes]
 
+    def update_times(self, family_code: str) -> dict[str, float]:
+        """Each asset's last write that changed it (epoch seconds, unrounded): what a
+        benchmark joins with the moment it changed the DAM (bench/freshness.py)."""
+        with self.lock:
+            family = self.family(family_code)
+            return {code: asset.updated for code, asset in family.assets.items()}
+
     def render_asset(self, family: Family, asset: Asset, base_url: str) -> dict[str, Any]:
         values: dict[str, list[dict[str, Any]]] = {}
         for (attribute, locale, channel), data in asset.values.items():
@@ -1087,9 +1098,9 @@ class PimStore:
                     f'The file extension "{extension}" is not allowed, allowed: '
                     f"{', '.join(allowed)}."
                 )
-            if rule.max_file_bytes is not None and len(media.content) > rule.max_file_bytes:
+            if rule.max_file_bytes is not None and media.size > rule.max_file_bytes:
                 return (
-                    f"The file is too large ({len(media.content)} bytes), the maximum is "
+                    f"The file is too large ({media.size} bytes), the maximum is "
                     f"{rule.data['max_file_size']} MB."
                 )
             return None
@@ -1166,16 +1177,22 @@ class PimStore:
 
     # --- media files -----------------------------------------------------------------------
 
-    def add_media(self, filename: str, content: bytes, mime_type: str | None = None) -> str:
-        """Store an upload under an Akeneo-like code (`a/b/c/d/<sha1>_<filename>`)."""
+    def add_media(self, filename: str, content: bytes | None, mime_type: str | None = None,
+                  *, size: int | None = None, sha256: str | None = None) -> str:
+        """Store an upload under an Akeneo-like code (`a/b/c/d/<sha1>_<filename>`).
+        `content` None: a large upload kept as its `size` and `sha256` only."""
         safe_name = re.sub(r"[^A-Za-z0-9._-]", "_", filename) or "file"
+        if sha256 is None:
+            sha256 = hashlib.sha256(content or b"").hexdigest()
+        if size is None:
+            size = len(content or b"")
         with self.lock:
             digest = hashlib.sha1(
-                content + str(next(self._media_counter)).encode(), usedforsecurity=False
+                (sha256 + str(next(self._media_counter))).encode(), usedforsecurity=False
             ).hexdigest()
             code = f"{digest[0]}/{digest[1]}/{digest[2]}/{digest[3]}/{digest}_{safe_name}"
             guessed = mime_type or mimetypes.guess_type(filename)[0] or "application/octet-stream"
-            self.media[code] = MediaFile(code, filename, content, guessed)
+            self.media[code] = MediaFile(code, filename, content, guessed, size, sha256)
             return code
 
     def get_media(self, code: str) -> MediaFile:

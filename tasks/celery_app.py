@@ -13,7 +13,7 @@ import logging
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_init, worker_process_init
+from celery.signals import task_postrun, worker_init, worker_process_init
 
 app = Celery("connector")
 app.config_from_object("celeryconfig")
@@ -35,6 +35,15 @@ def _wire_child(sender: Any = None, **kwargs: Any) -> None:
     from tasks.wiring import install_services
 
     install_services()
+
+
+@task_postrun.connect
+def _flush_metrics(sender: Any = None, **kwargs: Any) -> None:
+    """The task's metric deltas (PIM requests, bytes, budget waits) reach Redis in one
+    pipeline before the next task (connector.metrics)."""
+    from tasks.wiring import flush_metrics
+
+    flush_metrics()
 
 
 from tasks import TASK_MODULES  # noqa: E402  (the task modules import `app` from here)

@@ -20,7 +20,8 @@ import click
 from connector.cli import main as cli
 from connector.cli.common import config_option
 from connector.cli.intake import intake, run_consumer
-from tasks.wiring import install
+from connector.cli.metrics import metrics_command
+from tasks.wiring import install, metrics_queues
 
 
 @intake.command("amqp")
@@ -40,6 +41,7 @@ def amqp(source_name: str, config_path: str | None, verbose: bool) -> None:
 from tasks.demo import demo  # noqa: E402  (starts workers: queue names are tasks.routing's)
 
 cli.add_command(demo)
+cli.add_command(metrics_command(metrics_queues))  # the broker's queues: the wiring's
 
 install()  # importing the entry point wires the process: CliRunner(main) in tests too
 main = cli

@@ -5,8 +5,10 @@ they consume, and queue names belong to the composition root (tasks.routing).
 
 Starts the sandbox PIM and DAM, applies the demo structure, drops a few files in a hot
 folder, starts a Celery worker, beat and Flower (basic auth), runs a first sync of every
-source, prints the reports and the Flower URL, then keeps everything running until Ctrl-C
-(or stops at once with `--once`).
+source, prints the reports and the Flower URL, then keeps everything running until Ctrl-C,
+SIGTERM or SIGHUP (or stops at once with `--once`). However it is stopped, every child
+(sandboxes, workers, beat, Flower) is stopped with it; after SIGTERM or SIGHUP the demo
+exits with 128 + the signal's number (143, 129).
 """
 
 from __future__ import annotations
@@ -45,6 +47,45 @@ def _free_port(preferred: int) -> int:
     raise RuntimeError("no free port")
 
 
+#: signals that stop the demo like Ctrl-C does: a process manager's stop, a closed terminal
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+class Signalled(BaseException):
+    """A stop signal, raised into the demo's main flow so that it takes the one stop path
+    (every child stopped). A BaseException, like KeyboardInterrupt: no `except Exception`
+    on the way may swallow it. The demo then exits with 128 + the signal's number."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_signal(signum: int, frame: Any) -> None:
+    for sig in STOP_SIGNALS:  # once stopping, a second signal must not cut the stop short
+        signal.signal(sig, signal.SIG_IGN)
+    raise Signalled(signum)
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold stop signals (and Ctrl-C) while a child is started and recorded: one that came
+    in between would leave an unrecorded child running. Raised when the block is done."""
+    held = [sig for sig in (*STOP_SIGNALS, signal.SIGINT)
+            if signal.getsignal(sig) is not signal.SIG_IGN]  # ignored stays ignored
+    pending: list[int] = []
+    previous = {sig: signal.signal(sig, lambda n, _f: pending.append(n)) for sig in held}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if pending:
+            if pending[0] == signal.SIGINT:
+                raise KeyboardInterrupt
+            raise Signalled(pending[0])
+
+
 def _wait_http(url: str, timeout: float = 30.0) -> None:
     import requests
 
@@ -60,24 +101,32 @@ def _wait_http(url: str, timeout: float = 30.0) -> None:
 
 
 class Processes:
-    """Children started by the demo; all stopped (TERM, then KILL) on exit."""
+    """Children started by the demo; all stopped (TERM, then KILL) on exit.
 
-    def __init__(self, log_dir: Path, env: dict[str, str]) -> None:
+    Each child leads a process group of its own (its children, e.g. Celery's pool, are in
+    it), so stopping a child's group stops everything it started. `pids_file` lists them
+    ("name pid" lines) while they run, for people and tests; it is removed once stopped.
+    """
+
+    def __init__(self, log_dir: Path, env: dict[str, str], pids_file: Path) -> None:
         self.log_dir = log_dir
         self.env = env
+        self.pids_file = pids_file
         self.children: list[tuple[str, subprocess.Popen[bytes], IO[bytes]]] = []
 
     def start(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
-        log = (self.log_dir / f"{name}.log").open("ab")
-        proc = subprocess.Popen(
-            argv,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-            start_new_session=True,
-        )
-        self.children.append((name, proc, log))
+        with _signals_held():
+            log = (self.log_dir / f"{name}.log").open("ab")
+            proc = subprocess.Popen(
+                argv,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=ROOT,
+                start_new_session=True,
+            )
+            self.children.append((name, proc, log))
+            self.pids_file.write_text("".join(f"{n} {p.pid}\n" for n, p, _ in self.children))
         return proc
 
     def check_alive(self) -> None:
@@ -88,6 +137,10 @@ class Processes:
                 )
 
     def stop(self) -> None:
+        # a second signal (an impatient process manager, Ctrl-C twice) must not cut the
+        # stopping short and leave children behind
+        for sig in (*STOP_SIGNALS, signal.SIGINT):
+            signal.signal(sig, signal.SIG_IGN)
         for _, proc, _ in reversed(self.children):
             if proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
@@ -101,6 +154,7 @@ class Processes:
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
             log.close()
+        self.pids_file.unlink(missing_ok=True)
 
 
 def _hot_folder_files(folder: Path) -> None:
@@ -183,8 +237,11 @@ def demo(assets: int, once: bool, workdir: str | None) -> None:
     connector = [py, "-m", "connector.cli"]
     code = EXIT_OK
     user_set_auth = bool(os.environ.get("FLOWER_BASIC_AUTH"))
+    for sig in STOP_SIGNALS:  # stopped like Ctrl-C, whoever stops it
+        if signal.getsignal(sig) is not signal.SIG_IGN:  # under nohup, SIGHUP stays ignored
+            signal.signal(sig, _raise_signal)
     with _environment(work, dam_port, pim_port, flower_port) as env:
-        procs = Processes(logs, env)
+        procs = Processes(logs, env, work / "pids")
         try:
             _clear_namespace(env["CONNECTOR_NAMESPACE"])
             click.echo(f"logs in {logs}")
@@ -228,13 +285,8 @@ def demo(assets: int, once: bool, workdir: str | None) -> None:
                 )
             procs.start(
                 "beat",
-                [
-                    *celery,
-                    "beat",
-                    "--loglevel=INFO",
-                    "--schedule",
-                    str(work / "celerybeat-schedule"),
-                ],
+                # the schedule and beat's lock live in Redis (tasks/beat.py): no file
+                [*celery, "beat", "--loglevel=INFO"],
             )
             procs.start("flower", [*connector, "flower", "--port", str(flower_port)])
 
@@ -289,6 +341,10 @@ def demo(assets: int, once: bool, workdir: str | None) -> None:
                     time.sleep(1)
         except KeyboardInterrupt:
             click.echo("\nstopping…")
+        except Signalled as stop:
+            code = 128 + stop.signum  # the shell's convention: 143 for SIGTERM, 129 for SIGHUP
+            with contextlib.suppress(OSError):  # a closed terminal may not take it
+                click.echo(f"\nstopping ({signal.Signals(stop.signum).name})…")
         except (click.ClickException, subprocess.CalledProcessError) as exc:
             procs.stop()
             fail(str(exc))

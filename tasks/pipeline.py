@@ -8,7 +8,10 @@ wins), capped well below the broker's visibility timeout. Per-asset PIM retries
 are not Celery retries: `push` rewrites its batch to the failed assets and queues itself
 again with a countdown.
 A task that fails for good (retries exhausted, soft time limit, a bug) reports to
-`connector.pipeline.gave_up` so that its run still ends (failed) and releases its lock.
+`connector.pipeline.gave_up` so that its run still ends (failed) and releases its lock; one
+the pool killed at its hard time limit (Celery calls `on_failure` in the worker's main
+process with TimeLimitExceeded) reports to `pipeline.hard_time_limit_exceeded`: the run
+fails at once with that reason instead of reading `abandoned` once its lock expires.
 
 acks_late + reject_on_worker_lost (celeryconfig): a killed worker's task is redelivered;
 every body is idempotent. Arguments are ids only: no payloads, no secrets.
@@ -21,7 +24,9 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from celery import Task
+from celery.exceptions import TimeLimitExceeded
 
+import celeryconfig
 from connector import pipeline
 from connector.pipeline.resume import task_retry_countdown
 from connector.retry import backoff_delay, is_redis_outage, retrying, transient_errors
@@ -98,6 +103,16 @@ class PipelineTask(SyncRetryTask):
         params.update(zip(names, args, strict=False))
         run_id = params.get("run_id")
         item = params.get(names[1]) if kind != "fetch" else "fetch"
+        if isinstance(exc, TimeLimitExceeded):  # killed: no run id when it started the run
+            try:
+                pipeline.hard_time_limit_exceeded(
+                    kind, float(exc.args[0] if exc.args else self.time_limit or 0),
+                    task_id=task_id, run_id=str(run_id) if run_id else None,
+                    item_id=str(item), part=int(params.get("part") or 0),
+                )
+            except Exception:
+                log.exception("could not fail the run of %s[%s]", self.name, task_id)
+            return
         if not run_id:
             return
         try:
@@ -108,7 +123,8 @@ class PipelineTask(SyncRetryTask):
 
 @app.task(
     base=PipelineTask, bind=True, name=routing.FETCH_TASK,
-    soft_time_limit=3300, time_limit=3600, pipeline_kind="fetch", **RETRY_POLICY,
+    soft_time_limit=celeryconfig.FETCH_SOFT_TIME_LIMIT, time_limit=celeryconfig.FETCH_TIME_LIMIT,
+    pipeline_kind="fetch", **RETRY_POLICY,
 )
 def fetch_changed_assets(
     self: PipelineTask,
@@ -116,9 +132,11 @@ def fetch_changed_assets(
     run_id: str | None = None,
     trigger: str = "schedule",
     full: bool = False,
+    part: int = 0,
 ) -> dict[str, Any]:
-    """Fetch step of `run_id`; without a run id (beat), start a run of `source` and fetch
-    it here, in this same task (one hop, `pipeline.start_and_fetch`)."""
+    """Fetch step of `run_id` (its part `part`: a long fetch goes on in a new task every
+    `sync.fetch_slice_seconds`); without a run id (beat), start a run of `source` and
+    fetch it here, in this same task (one hop, `pipeline.start_and_fetch`)."""
     if run_id is None:
         started: list[str] = []
 
@@ -127,6 +145,9 @@ def fetch_changed_assets(
             # Celery re-sends (and reports) the request's kwargs, so the run id goes there
             started.append(new_run_id)
             self.request.kwargs = {**(self.request.kwargs or {}), "run_id": new_run_id}
+            # killed at its hard time limit, this process says nothing: the worker's main
+            # process (`on_failure`) finds the run from the task id
+            pipeline.remember_task_run(self.request.id, new_run_id)
 
         try:
             return pipeline.start_and_fetch(
@@ -137,7 +158,8 @@ def fetch_changed_assets(
                 raise
             run_id = started[0]  # Redis went away during the fetch: wait for it, as below
     fetch_run = run_id
-    return {"run_id": fetch_run, "state": patiently(lambda: pipeline.fetch(fetch_run).state)}
+    state = patiently(lambda: pipeline.fetch(fetch_run, part=part).state)
+    return {"run_id": fetch_run, "part": part, "state": state}
 
 
 @app.task(
@@ -158,10 +180,24 @@ def push_batch(self: PipelineTask, run_id: str, batch_id: str) -> None:
 
 @app.task(
     base=SyncRetryTask, bind=True, name=routing.RECONCILE_TASK,
-    soft_time_limit=3300, time_limit=3600, **RETRY_POLICY,
+    soft_time_limit=celeryconfig.RECONCILE_SOFT_TIME_LIMIT,
+    time_limit=celeryconfig.RECONCILE_TIME_LIMIT, **RETRY_POLICY,
 )
 def reconcile_source(self: Task, source: str, apply: bool = False) -> dict[str, Any]:
-    return pipeline.reconcile(source, apply=apply)
+    """A scheduled reconcile of a busy source is skipped (the next one comes), like a sync."""
+    try:
+        return pipeline.reconcile(source, apply=apply)
+    except pipeline.SourceBusyError as exc:
+        log.info("%s", exc)
+        return {"source": source, "busy": True, "holder": exc.holder, "message": str(exc)}
+
+
+@app.task(name=routing.FRESHNESS_TASK)
+def check_freshness() -> dict[str, float]:
+    """From beat (when `alerts.freshness_seconds` is set): the sources over the threshold,
+    each told by the alerts at most once per debounce window (connector/alerts.py)."""
+    services = pipeline.get_services()
+    return services.alerts.check_freshness(services.config.sources)
 
 
 @app.task(base=SyncRetryTask, bind=True, name=routing.SYNC_IDS_TASK,
@@ -180,8 +216,11 @@ def sync_asset_ids(
 class CeleryEnqueuer:
     """`connector.pipeline.Enqueuer` on top of this app (installed by tasks.wiring)."""
 
-    def fetch(self, source: str, run_id: str) -> None:
-        fetch_changed_assets.apply_async(kwargs={"source": source, "run_id": run_id},
+    def fetch(self, source: str, run_id: str, part: int = 0) -> None:
+        kwargs: dict[str, Any] = {"source": source, "run_id": run_id}
+        if part:  # a continuation: ids and a number only, nothing secret
+            kwargs["part"] = part
+        fetch_changed_assets.apply_async(kwargs=kwargs,
                                          queue=routing.queue_of(routing.FETCH_TASK))
 
     def transform(self, run_id: str, chunk_id: str, media: bool = False) -> None:

@@ -12,9 +12,9 @@ from typing import Any
 
 from celery import Task
 
-#: hard ceiling, in seconds, of any retry countdown (well below the broker's visibility
-#: timeout, which celeryconfig sizes from it)
-COUNTDOWN_MAX = 300
+from connector.timebudget import COUNTDOWN_MAX  # the hard ceiling of any retry countdown
+
+__all__ = ["COUNTDOWN_MAX", "ConfiguredRetryTask"]
 
 
 class ConfiguredRetryTask(Task):

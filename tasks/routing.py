@@ -33,6 +33,7 @@ TRANSFORM_TASK: Final = "tasks.pipeline.transform_chunk"
 PUSH_TASK: Final = "tasks.pipeline.push_batch"
 RECONCILE_TASK: Final = "tasks.pipeline.reconcile_source"
 SYNC_IDS_TASK: Final = "tasks.pipeline.sync_asset_ids"
+FRESHNESS_TASK: Final = "tasks.pipeline.check_freshness"  # alerts.freshness_seconds
 FLUSH_TASK: Final = "tasks.intake.flush"
 SWEEP_TASK: Final = "tasks.intake.sweep"
 
@@ -61,11 +62,51 @@ def transform_queue(media: bool) -> str:
     return MEDIA_QUEUE if media else TRANSFORM_QUEUE
 
 
+# ---------------------------------------------------------------- names on the broker
+def is_amqp(broker_url: str) -> bool:
+    """An AMQP broker (RabbitMQ): queue names are the broker's own, shared by a vhost."""
+    return broker_url.startswith(("amqp://", "amqps://", "pyamqp://"))
+
+
+def broker_queue(queue: str, namespace: str, broker_url: str) -> str:
+    """The name `queue` has on the broker. AMQP: `<namespace>.<queue>` (the exchange and
+    routing key too), so two deployments sharing a vhost do not consume each other's
+    tasks, like CONNECTOR_NAMESPACE separates their Redis keys. Redis: the table's name;
+    the transport already prefixes every broker key (`global_keyprefix`, celeryconfig),
+    and a second prefix would only move the lists away from where tools look."""
+    return f"{namespace}.{queue}" if is_amqp(broker_url) else queue
+
+
+def broker_conf(namespace: str, broker_url: str) -> dict[str, object]:
+    """The Celery settings that name things on the broker, for the connector's app
+    (celeryconfig) and for any app that sends to it (tests, benchmarks): the queues, each
+    known by its table name as an alias (`-Q fetch`, `queue="fetch"` keep working), the
+    default exchange, and on AMQP the control and event exchanges (a ping or Flower sees
+    this deployment's workers only). Plain dicts: Celery builds the kombu objects."""
+    names = {q: broker_queue(q, namespace, broker_url) for q in (*QUEUES, DEFAULT_QUEUE)}
+    queues = {
+        name: {"exchange": name, "exchange_type": "direct", "routing_key": name,
+               **({"alias": queue} if name != queue else {})}
+        for queue, name in names.items()
+    }
+    conf: dict[str, object] = {
+        "task_queues": queues,
+        "task_default_queue": DEFAULT_QUEUE,
+        "task_default_exchange": names[DEFAULT_QUEUE],
+        "task_default_routing_key": names[DEFAULT_QUEUE],
+    }
+    if is_amqp(broker_url):
+        conf["control_exchange"] = f"{namespace}.celery"
+        conf["event_exchange"] = f"{namespace}.celeryev"
+    return conf
+
+
 # ---------------------------------------------------------------- beat
 #: what a schedule entry of the user config runs (`connector.pipeline.schedule` kinds)
 SCHEDULED_TASKS: Final[dict[str, str]] = {
     "sync": FETCH_TASK,  # no run id: the task starts the run and fetches in one hop
     "reconcile": RECONCILE_TASK,
+    "freshness": FRESHNESS_TASK,  # default queue: any `worker` line consumes it
 }
 #: the intake safety net, run by beat every SWEEP_EVERY seconds
 SWEEP_ENTRY: Final = "intake:sweep"

@@ -274,8 +274,8 @@ class QueueEnqueuer:
         self.sent: list[tuple[str, tuple[Any, ...]]] = []
         self.services: Services | None = None
 
-    def fetch(self, source: str, run_id: str) -> None:
-        self._put("fetch", (run_id,))
+    def fetch(self, source: str, run_id: str, part: int = 0) -> None:
+        self._put("fetch", (run_id, part))
 
     def transform(self, run_id: str, chunk_id: str, media: bool = False) -> None:
         self._put("transform", (run_id, chunk_id))
@@ -290,7 +290,8 @@ class QueueEnqueuer:
     def run_one(self, kind: str, args: tuple[Any, ...]) -> None:
         assert self.services is not None
         if kind == "fetch":
-            steps.fetch(*args, services=self.services)
+            run_id, part = args
+            steps.fetch(run_id, part=part, services=self.services)
         elif kind == "transform":
             steps.transform(*args, services=self.services)
         else:

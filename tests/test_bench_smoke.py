@@ -25,6 +25,10 @@ EXPECTED_KEYS = {
     "overhead": {"floor", "pipeline", "ratio", "met", "command"},
     "memory": {"small", "large", "growth", "met", "command"},
     "scale_out": {"runs", "bound_assets_per_s", "status_429_total", "command"},
+    "minimal_floor": {"floor", "pipeline", "ratio", "pim_assets", "met", "command"},
+    "connections": {"runs", "bound", "met", "command"},
+    "webhook_bench": {"accepted_per_s", "p50_ms", "p99_ms", "cpu_s", "command"},
+    "freshness": {"webhook", "poll", "met", "command"},
 }
 
 
@@ -32,7 +36,7 @@ EXPECTED_KEYS = {
 def quick_run() -> dict:
     proc = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "run_all.py"), "--quick"],
-        cwd=ROOT, capture_output=True, text=True, timeout=240, check=False,
+        cwd=ROOT, capture_output=True, text=True, timeout=420, check=False,
     )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     last = proc.stdout.strip().splitlines()[-1]
@@ -50,6 +54,13 @@ def test_every_benchmark_ran_and_reported(quick_run: dict) -> None:
         assert not missing, f"{name} lacks {missing}"
         assert results[name]["command"].startswith(".venv/bin/python bench/")
         assert f"reproduce: {results[name]['command']}" in quick_run["stdout"]
+        # over TLS with keep-alive by default, and the connections of every run printed
+        transport = results[name]["transport"]
+        assert transport["tls"] is True, name
+        for run in transport["runs"]:
+            assert set(run["hosts"]) == {"pim", "dam"}
+            assert run["hosts"]["pim"]["tls_handshakes"] == run["hosts"]["pim"]["connections"]
+    assert "handshakes" in quick_run["stdout"]
 
 
 def test_figures_are_sane(quick_run: dict) -> None:
@@ -66,3 +77,15 @@ def test_figures_are_sane(quick_run: dict) -> None:
     assert r["memory"]["small"]["workers_after_mb"] > 0
     assert r["memory"]["large"]["fetch_process_peak_mb"] > 0
     assert all(run["state"] == "succeeded" for run in r["scale_out"]["runs"])
+    floor = r["minimal_floor"]
+    assert floor["floor"]["cpu_s"] > 0 and floor["pipeline"]["cpu_s"] > 0
+    assert floor["floor"]["media_uploads"] > 0 and floor["pim_assets"]["identical"] > 0
+    assert r["connections"]["met"] is True
+    hooks = r["webhook_bench"]
+    assert hooks["accepted"] == hooks["requests"] == 300 and hooks["p99_ms"] > 0
+    fresh = r["freshness"]["webhook"]
+    assert fresh["steady"]["lost"] == 0 and fresh["steady"]["events"] == 30
+    assert 0 < fresh["steady"]["freshness_s"]["p50"] <= fresh["steady"]["freshness_s"]["max"]
+    assert fresh["burst"]["landed"] == 10 and fresh["burst"]["bulk_requests"] >= 1
+    poll = r["freshness"]["poll"]
+    assert poll["lost"] == 0 and poll["scheduled_runs"] >= 1

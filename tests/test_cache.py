@@ -7,7 +7,6 @@ PIM reads are counted from the sandbox's own request log, not from the cache's c
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 
 import pytest
 import redis
@@ -17,19 +16,11 @@ from connector.pim.cache import StructureCache, StructureUnavailableError, Unkno
 from connector.pim.client import AkeneoClient
 from connector.redis_conn import Keys
 from connector.settings import PimCredentials, Secret
-from sandbox.pim import PimSandbox, PimSandboxSettings
+from sandbox.pim import PimSandbox
 from sandbox.server import BackgroundServer
 from tests.helpers import wait_for
 
 FAMILY_PATH = "/api/rest/v1/asset-families/{}"
-
-
-@pytest.fixture(scope="module")
-def pim_server() -> Iterator[tuple[PimSandbox, BackgroundServer]]:
-    sandbox = PimSandbox(PimSandboxSettings(max_concurrency=0))
-    server = sandbox.serve()
-    yield sandbox, server
-    server.stop()
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,6 @@ from connector.structure import (
     load_structure_file,
     run_check,
 )
-from sandbox.pim import PimSandbox, PimSandboxSettings
 from sandbox.server import BackgroundServer
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "structure.yaml"
@@ -55,14 +53,6 @@ GOOD: dict[str, Any] = {
     "sources": {"dam": {"type": "rest",
                         "rest": {"base_url": "http://127.0.0.1:9", "list": {"path": "/a"}}}},
 }
-
-
-@pytest.fixture(scope="module")
-def pim_server() -> Iterator[tuple[PimSandbox, BackgroundServer]]:
-    sandbox = PimSandbox(PimSandboxSettings(max_concurrency=0))
-    server = sandbox.serve()
-    yield sandbox, server
-    server.stop()
 
 
 def make_client(server: BackgroundServer, namespace: str, redis_client: redis.Redis,

@@ -11,7 +11,6 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +19,7 @@ import yaml
 from click.testing import CliRunner
 
 from connector.cli import main
-from sandbox.pim import PimSandbox, PimSandboxSettings
-from sandbox.server import BackgroundServer
+from sandbox.pim import PimSandboxSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "structure.yaml"
@@ -41,14 +39,6 @@ CONFIG: dict[str, Any] = {
     "sources": {"dam": {"type": "rest",
                         "rest": {"base_url": "http://127.0.0.1:9", "list": {"path": "/a"}}}},
 }
-
-
-@pytest.fixture(scope="module")
-def pim_server() -> Iterator[tuple[PimSandbox, BackgroundServer]]:
-    sandbox = PimSandbox(PimSandboxSettings(max_concurrency=0))
-    server = sandbox.serve()
-    yield sandbox, server
-    server.stop()
 
 
 @pytest.fixture
@@ -109,7 +99,8 @@ def test_structure_apply_dry_run_writes_nothing(env, pim_server):
     result = run("structure", "apply", str(EXAMPLE), "--dry-run")
     assert result.exit_code == 0, result.output
     assert "would create family    packshots" in result.output
-    assert result.output.strip().endswith("dry run: 27 created")
+    # what the real apply reports: `label` of packshots updated, the PIM's own attributes
+    assert result.output.strip().endswith("dry run: 31 created, 1 updated")
     assert sandbox.store.families == {}
 
 
@@ -165,8 +156,9 @@ def test_check_in_a_real_process(env, pim_server, tmp_path):
     good = write_config(tmp_path, CONFIG)
     assert run("structure", "apply", str(EXAMPLE), "-c", good).exit_code == 0
     proc_env = {**os.environ, **env}
-    done = subprocess.run([CONNECTOR, "check", "--config", good], capture_output=True,
-                          text=True, timeout=60, env=proc_env)
+    # the PIM side only: this config's DAM (127.0.0.1:9) is down on purpose
+    done = subprocess.run([CONNECTOR, "check", "--no-dam", "--config", good],
+                          capture_output=True, text=True, timeout=60, env=proc_env)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "OK: PIM reachable, 1 family checked, no problems" in done.stdout
 
@@ -179,6 +171,8 @@ def test_check_in_a_real_process(env, pim_server, tmp_path):
     report = json.loads(done.stdout)
     assert report["ok"] is False
     assert report["findings"][0]["path"] == "families.packshots.mapping.main_colour"
+    assert "sources.dam.rest.base_url" in [f["path"] for f in report["findings"]]  # DAM down
+    assert report["sources"]["dam"]["reachable"] is False
 
 
 def test_check_config_errors_exit_2(env, tmp_path):

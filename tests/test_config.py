@@ -33,6 +33,9 @@ EXAMPLE_ENV = {
     "CLOUDINARY_API_SECRET": "cloudinary-secret-789",
     "DAM_WEBHOOK_SECRET": "hook-secret",
     "DAM_QUEUE_URL": "amqp://guest:guest@127.0.0.1:5672//",
+    "S3_BUCKET": "dam-assets",
+    "GRAPHQL_DAM_URL": "https://dam.example.com",
+    "GRAPHQL_DAM_TOKEN": "graphql-token-321",
 }
 
 SECRET_VALUE = "s3cr3t-Value-never-printed"
@@ -267,6 +270,7 @@ def test_schemas_cover_every_model_field() -> None:
         (schemas.ConfigSchema, model.Config, {"path"}),
         (schemas.PimSchema, model.PimConfig, set()),
         (schemas.SyncSchema, model.SyncConfig, set()),
+        (schemas.AlertsSchema, model.AlertsConfig, set()),
         (schemas.SelectorSchema, model.Selector, set()),
         (schemas.FamilySchema, model.FamilyConfig, {"name"}),
         (schemas.LocaleRuleSchema, model.LocaleRule, set()),
@@ -274,9 +278,11 @@ def test_schemas_cover_every_model_field() -> None:
         (schemas.SourceSchema, model.SourceConfig, {"name"}),
         (schemas.RestSourceSchema, model.RestSourceConfig, set()),
         (schemas.ListEndpointSchema, model.ListEndpointConfig, set()),
+        (schemas.GraphQLSchema, model.GraphQLConfig, set()),
         (schemas.AuthSchema, model.AuthConfig, set()),
         (schemas.PaginationSchema, model.PaginationConfig, set()),
         (schemas.FolderSourceSchema, model.FolderSourceConfig, set()),
+        (schemas.S3SourceSchema, model.S3SourceConfig, set()),
         (schemas.ScheduleSchema, model.ScheduleConfig, set()),
         (schemas.DeletionPolicySchema, model.DeletionPolicy, set()),
         (schemas.MediaSchema, model.MediaConfig, set()),
@@ -546,6 +552,8 @@ ERROR_CASES: list[tuple[str, Any, str | None]] = [
     ("sources/bynder/rest/list/since_format", "yesterday", "sources.bynder.rest.list."
      'since_format: must be "iso", "epoch", "epoch_ms" or a strftime pattern such as '
      '"%Y-%m-%dT%H:%M:%SZ"'),
+    ("sources/bynder/rest/list/since_template", "last_updated>=", "sources.bynder.rest.list."
+     "since_template: must contain {since}, e.g. 'last_updated>=\"{since}\"'"),
     ("sources/bynder/rest/list/path", DELETE, "sources.bynder.rest.list.path: required"),
     ("sources/bynder/schedule", {}, "sources.bynder.schedule: give exactly one of every, crontab"),
     ("sources/bynder/schedule", {"every": "5m", "crontab": "* * * * *"},
@@ -705,12 +713,13 @@ def test_unset_variables_are_reported_with_their_path_once() -> None:
 
 def test_durations_and_sizes() -> None:
     data = base()
-    data["sync"] = {"backoff_base": "1.5s", "backoff_max": "1h30m", "quarantine_ttl": "7d",
+    # (backoff_max: at most the time budget's 3600 s, tests/test_time_budget.py)
+    data["sync"] = {"backoff_base": "1.5s", "backoff_max": "0h50m", "quarantine_ttl": "7d",
                     "run_lock_ttl": 600}
     data["sources"]["bynder"]["media"] = {"max_bytes": "1.5 GiB", "timeout": "500ms"}
     config = parse_config(data, ENV)
     assert config.sync.backoff_base == 1.5
-    assert config.sync.backoff_max == 5400.0
+    assert config.sync.backoff_max == 3000.0
     assert config.sync.quarantine_ttl == 7 * 86400 and isinstance(config.sync.quarantine_ttl, int)
     assert config.source("bynder").media.max_bytes == int(1.5 * 1024**3)
     assert config.source("bynder").media.timeout == 0.5

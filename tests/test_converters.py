@@ -217,3 +217,30 @@ def test_php_regex_delimiters() -> None:
     assert php_regex("/^a$/i").match("A")
     assert php_regex("#^a/b$#").match("a/b")
     assert php_regex("^plain$").match("plain")
+
+
+@pytest.mark.parametrize(
+    ("attribute", "value", "expected"),
+    [
+        (LINK_PLAIN, "/files/a.png", "https://dam.example.com/files/a.png"),
+        (LINK_PLAIN, "files/a.png", "https://dam.example.com/api/files/a.png"),
+        (LINK_PLAIN, "https://cdn.example.com/a.png", "https://cdn.example.com/a.png"),
+        (LINK_PLAIN, "://broken-url/a.png", "://broken-url/a.png"),  # not a relative URL
+        # the prefix's own host: joined first, then the prefix is stripped
+        (Attribute("l", "media_link", prefix="https://dam.example.com/files/"),
+         "/files/a.png", "a.png"),
+        # already relative to the prefix: left as it is
+        (Attribute("l", "media_link", prefix="files/"), "files/a.png", "a.png"),
+        (Attribute("l", "media_link", media_type="youtube"), "dQw4w9WgXcQ", "dQw4w9WgXcQ"),
+    ],
+)
+def test_relative_media_links_are_joined_with_the_base_url(
+    attribute: Attribute, value: str, expected: str
+) -> None:
+    context = ctx(attribute)
+    context.base_url = "https://dam.example.com/api"
+    assert convert(value, context) == expected
+
+
+def test_without_a_base_url_a_relative_link_is_kept() -> None:
+    assert convert("/files/a.png", ctx(LINK_PLAIN)) == "/files/a.png"

@@ -34,9 +34,13 @@ STYLES: dict[str, tuple[ListEndpointConfig, PaginationConfig]] = {
         PaginationConfig(type="page_number", page_size=10),
     ),
     "cloudinary": (
-        ListEndpointConfig("/v1_1/demo/resources/image", since_param="start_at",
+        # the Search API on the last-update date, by GET (sandbox/dam_cloudinary.py)
+        ListEndpointConfig("/v1_1/demo/resources/search", since_param="expression",
+                           since_template='last_updated>="{since}"',
+                           params={"sort_by[0][last_updated]": "asc",
+                                   "with_field[0]": "context", "with_field[1]": "tags"},
                            items_path="resources", id_field="asset_id",
-                           updated_field="updated_at"),
+                           updated_field="last_updated.updated_at"),
         PaginationConfig(type="cursor", page_size=10, size_param="max_results",
                          cursor_param="next_cursor", cursor_path="next_cursor"),
     ),

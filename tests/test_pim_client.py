@@ -544,7 +544,10 @@ def test_option_writes_stay_under_three_per_second(sandbox, make_client):
         thread.join(15)
     times = sorted(r["t"] for r in pim_calls(pim, "/options/{code}", "PATCH"))
     assert len(times) == 8
-    assert all(times[i + 3] - times[i] >= 0.98 for i in range(len(times) - 3)), times
+    # Arrival times at the server: a request granted its slot on time can reach the server
+    # late (a busy host), which shrinks the gap to the next one; the grant schedule itself
+    # is asserted exactly on an injected clock in tests/test_pim_budget.py.
+    assert all(times[i + 3] - times[i] >= 0.9 for i in range(len(times) - 3)), times
     assert len(client.get_options("packshots", "tags")) == 8
 
 

@@ -164,3 +164,87 @@ def test_the_scheduled_poll_can_be_turned_off_for_a_real_time_source() -> None:
     )
     names = [e.name for e in schedule_entries(Config(families=(), sources=(polled, realtime_only)))]
     assert names == ["sync:a", "reconcile:b"]
+
+
+def test_a_freshness_threshold_adds_its_beat_entry(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(textwrap.dedent(
+        """
+        alerts:
+          webhooks: ["${ALERT_URL}"]
+          freshness_seconds: 2h
+        families:
+          packshots:
+            match: {folder: products}
+            mapping:
+              label: {property: name, type: text}
+        sources:
+          one:
+            type: folder
+            folder: {path: .}
+            schedule: {every: 5m}
+        """
+    ))
+    conf = _load({"CONNECTOR_CONFIG": str(config), "ALERT_URL": "https://hooks.example.com/x"},
+                 cwd=tmp_path)
+    assert set(conf["beat"]) == {"sync:one", "alerts:freshness"}
+    assert conf["beat"]["alerts:freshness"]["task"] == routing.FRESHNESS_TASK
+    assert conf["beat"]["alerts:freshness"]["schedule"] == "datetime.timedelta(seconds=60)"
+
+
+_ROUTE = textwrap.dedent(
+    """
+    import json
+    from tasks import app, routing
+    router, queues = app.amqp.router, app.amqp.queues
+    sent = {t: router.route({}, t)["queue"] for t in (routing.FETCH_TASK, "other.task")}
+    queues.select(["fetch", "media"])
+    print(json.dumps({
+        "declared": {q.name: [q.exchange.name, q.routing_key, q.alias]
+                     for q in app.conf.task_queues},
+        "sent": {t: q.name for t, q in sent.items()},
+        "consumed": sorted(queues.consume_from),
+        "control": app.conf.control_exchange, "events": app.conf.event_exchange,
+    }))
+    """
+)
+
+
+def _route(env: dict[str, str]) -> dict[str, Any]:
+    full = {k: v for k, v in os.environ.items()
+            if k not in ("CELERY_BROKER_URL", "CONNECTOR_CONFIG", "CONNECTOR_NAMESPACE")}
+    full.update(env, PYTHONPATH=str(ROOT))
+    out = subprocess.run([sys.executable, "-c", _ROUTE], env=full, cwd=ROOT,
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert out.returncode == 0, out.stderr
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def test_amqp_queues_and_exchanges_carry_the_namespace() -> None:
+    got = _route({"CELERY_BROKER_URL": "amqp://guest:guest@127.0.0.1:5672//",
+                  "REDIS_URL": "redis://127.0.0.1:6379/0", "CONNECTOR_NAMESPACE": "t7"})
+    assert got["declared"]["t7.fetch"] == ["t7.fetch", "t7.fetch", "fetch"]
+    assert set(got["declared"]) == {f"t7.{q}" for q in (*routing.QUEUES, routing.DEFAULT_QUEUE)}
+    # the routing table's names still work: routes, `-Q fetch`, the default queue
+    assert got["sent"] == {routing.FETCH_TASK: "t7.fetch", "other.task": "t7.celery"}
+    assert got["consumed"] == ["t7.fetch", "t7.media"]
+    assert (got["control"], got["events"]) == ("t7.celery", "t7.celeryev")
+
+
+def test_redis_queue_names_stay_plain_under_the_key_prefix() -> None:
+    got = _route({"REDIS_URL": "redis://127.0.0.1:6379/0", "CONNECTOR_NAMESPACE": "t7"})
+    assert got["declared"]["fetch"] == ["fetch", "fetch", None]
+    assert got["sent"] == {routing.FETCH_TASK: "fetch", "other.task": "celery"}
+    assert (got["control"], got["events"]) == ("celery", "celeryev")
+
+
+def test_every_task_but_reconcile_fits_rabbitmqs_default_consumer_timeout() -> None:
+    """The fetch goes on in parts (`sync.fetch_slice_seconds`) instead of running for an
+    hour: its hard limit, like every other task's, is under RabbitMQ's 30 min."""
+    conf = _load({"REDIS_URL": "redis://127.0.0.1:6379/0"})
+    _, hard = conf["time_limits"]
+    for name, (_, task_hard) in conf["task_limits"].items():
+        if name != routing.RECONCILE_TASK:
+            assert (task_hard or hard) < 1800, name
+    fetch_soft = conf["task_limits"][routing.FETCH_TASK][0]
+    assert fetch_soft >= 600 + 300  # the longest slice accepted + a page behind a 300 s Retry-After

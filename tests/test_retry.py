@@ -47,7 +47,7 @@ def _flaky(outcomes: list[Any]) -> Any:
 
 
 def test_one_status_rule_for_both_sides() -> None:
-    for status in (408, 425, 429, 500, 501, 502, 503, 504, 599):
+    for status in (408, 420, 425, 429, 500, 501, 502, 503, 504, 599):
         assert is_transient_status(status), status
     for status in (200, 304, 400, 401, 403, 404, 413, 415, 422):
         assert not is_transient_status(status), status

@@ -154,7 +154,7 @@ def test_shapes_pick_their_auth(server):
     sb, url = use(server, assets=10, shape="cloudinary")
     assert requests.get(f"{url}/v1_1/demo/resources/image", headers=BEARER).status_code == 401
     body = requests.get(f"{url}/v1_1/demo/resources/image", headers=BASIC,
-                        params={"max_results": 4}).json()
+                        params={"max_results": 4, "context": "true"}).json()
     assert len(body["resources"]) == 4 and body["next_cursor"]
     assert body["resources"][0]["context"]["custom"]["sku"]
     assert sb.counters()["401"] == 1
@@ -222,3 +222,29 @@ def test_hundred_thousand_assets_lazily(server, monkeypatch):
     sb.edit(target, {"description": "moved"})
     assert requests.get(f"{url}/api/offset/assets",
                         params={"offset": 99_999, "limit": 5}).json()["items"][0]["id"] == target
+
+
+def test_the_nested_shape_of_the_quickstart(server):
+    """docs/quickstart.md's DAM: `{"data": [...]}` paged by Link headers, `modified_after`,
+    dotted ids, facts under metadata.fields, file URLs relative to the server's root."""
+    sb, url = use(server, assets=30, shape="nested", seed=1)
+    assert requests.get(f"{url}/api/v2/assets", headers=BASIC).status_code == 401
+    seen: list[dict] = []
+    next_url: str | None = f"{url}/api/v2/assets?limit=7"
+    while next_url:
+        r = requests.get(next_url, headers=BEARER)
+        assert r.status_code == 200, r.text
+        seen.extend(r.json()["data"])
+        next_url = r.links.get("next", {}).get("url")
+    ids = [rec.get("id") for rec in seen]
+    assert len(seen) == 30 and ids.count(None) == 1           # the record without an id
+    first = seen[0]
+    assert first["id"] == "assets." + next(sb.ids()).lower()
+    assert set(first["metadata"]["fields"]) >= {"sku", "title", "product_asset"}
+    assert not first["file"]["url"].startswith(("/", "http"))
+    assert requests.get(f"{url}/{first['file']['url']}").status_code == 200
+    later = requests.get(f"{url}/api/v2/assets", headers=BEARER,
+                         params={"modified_after": seen[20]["modified_at"]}).json()["data"]
+    assert [rec.get("id") for rec in later] == ids[20:]
+    colors = [rec["metadata"]["fields"].get("colors") for rec in seen]
+    assert any(isinstance(c, list) and c for c in colors)    # a JSON list, not "a,b"

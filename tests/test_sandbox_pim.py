@@ -895,6 +895,24 @@ def test_admin_log_counters_settings_and_reset(sandbox: PimSandbox, pim: Pim, fa
     assert pim.admin("GET", "nope").status_code == 404
 
 
+def test_admin_updated_gives_each_asset_its_last_write_time(
+    sandbox: PimSandbox, pim: Pim, family: str
+) -> None:
+    """Benchmarks join these write times with the moment they changed the DAM (freshness)."""
+    before = time.time()
+    pim.bulk(family, [{"code": "x1", "values": {}}, {"code": "x2", "values": {}}])
+    after = time.time()
+    stamps = pim.admin("GET", f"updated/{family}").json()
+    assert set(stamps) == {"x1", "x2"}
+    assert all(isinstance(t, float) and before <= t <= after for t in stamps.values())
+    first = stamps["x1"]
+    pim.bulk(family, [{"code": "x1", "values": {}}])  # nothing changed: the time stays
+    assert pim.admin("GET", f"updated/{family}").json()["x1"] == first
+    pim.bulk(family, [{"code": "x1", "values": {"product_ref": value("p-1")}}])
+    assert pim.admin("GET", f"updated/{family}").json()["x1"] > first
+    assert pim.admin("GET", "updated/nofam").status_code == 404
+
+
 def test_unknown_routes_and_methods(pim: Pim) -> None:
     assert pim.get("/nothing-here").status_code == 404
     assert pim.http.put(f"{pim.url}{API}/asset-families").status_code == 405

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,18 +22,10 @@ from connector.structure import (
     load_structure_file,
     parse_structure,
 )
-from sandbox.pim import PimSandbox, PimSandboxSettings
+from sandbox.pim import PimSandbox
 from sandbox.server import BackgroundServer
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "structure.yaml"
-
-
-@pytest.fixture(scope="module")
-def pim_server() -> Iterator[tuple[PimSandbox, BackgroundServer]]:
-    sandbox = PimSandbox(PimSandboxSettings(max_concurrency=0))
-    server = sandbox.serve()
-    yield sandbox, server
-    server.stop()
 
 
 @pytest.fixture
@@ -166,7 +157,8 @@ def test_first_apply_creates_everything(pim, client):
     # Akeneo created `label` with the family; the file only adds its labels
     assert by_code["packshots.label"].action == "updated"
     assert by_code["packshots.label"].fields == ("labels",)
-    assert report.count("created") == 3 + 15 + 8  # families, attributes (not label), options
+    # families, attributes (not label), options, the PIM's own (3 `media`, 2 `label`)
+    assert report.count("created") == 3 + 15 + 8 + 5
 
     family = sandbox.store.get_family("packshots")
     assert family["attribute_as_main_media"] == "image_url"
@@ -237,9 +229,82 @@ def test_dry_run_reports_without_writing(pim, client):
     since = time.time()
     report = apply_structure(client, load_structure_file(EXAMPLE), dry_run=True)
     assert report.dry_run and report.ok
-    assert report.count("created") == 3 + 16 + 8  # `label` too: its default is unknown yet
+    # families, attributes (not packshots' `label`: the PIM creates it), options, and the
+    # PIM's own attributes the file does not declare (3 `media`, 2 `label`)
+    assert report.count("created") == 3 + 15 + 8 + 5
     assert writes_since(sandbox, since) == []
     assert sandbox.store.families == {}
+
+
+def _items(report: Any) -> list[tuple[str, str, str, tuple[str, ...], str | None]]:
+    return [(i.kind, i.code, i.action, i.fields, i.message) for i in report.items]
+
+
+BY_PIM = "created by the PIM with the family (not by this file)"
+DEFAULTS_SPEC: dict[str, Any] = {"families": {
+    "packshots": {"attributes": {   # the PIM's own `label` and `media`, declared otherwise
+        "media": {"type": "media_link", "media_type": "image"},
+        "label": {"type": "text", "value_per_locale": True, "labels": {"en_US": "Label"}},
+        "ok": {"type": "text"},
+    }},
+    "videos": {                      # main media: the PIM's `media`, never declared here
+        "attribute_as_main_media": "media",
+        "attributes": {"title": {"type": "text"}},
+    },
+}}
+
+
+@pytest.mark.parametrize("data", [example_data(), DEFAULTS_SPEC], ids=["example", "defaults"])
+def test_a_dry_run_reports_what_the_real_apply_does_with_the_pims_own_attributes(
+    pim, client, data
+):
+    """Akeneo creates `label` and `media` with every new family: the dry run must report
+    them as the real apply will (updated, conflict, created by the PIM), not as created
+    by the file, and accept `media` as main media."""
+    sandbox, _ = pim
+    since = time.time()
+    dry = apply_structure(client, parse_structure(data), dry_run=True)
+    assert writes_since(sandbox, since) == []
+    real = apply_structure(client, parse_structure(data))
+    assert _items(dry) == _items(real)
+    assert (dry.ok, dry.to_dict()["summary"]) == (real.ok, real.to_dict()["summary"])
+    families = list(data["families"])
+    media = ("attribute", f"{families[-1]}.media", "created", ("type", "media_type"), BY_PIM)
+    assert media in _items(real)
+    if data is DEFAULTS_SPEC:
+        by_code = {i.code: i for i in real.items}
+        assert by_code["packshots.media"].action == "conflict"
+        assert (by_code["packshots.label"].action, by_code["packshots.label"].fields) == (
+            "updated", ("labels",))
+        assert by_code["videos"].action == "created"
+        assert ("attribute", "videos.label", "created", ("type", "value_per_locale"),
+                BY_PIM) in _items(real)
+
+
+def test_structure_apply_dry_run_lines_match_the_real_apply(pim, namespace, monkeypatch,
+                                                             tmp_path):
+    from click.testing import CliRunner
+
+    from connector.cli import main
+
+    _, server = pim
+    for key, value in {
+        "AKENEO_URL": server.url, "AKENEO_CLIENT_ID": "sandbox-client",
+        "AKENEO_CLIENT_SECRET": "sandbox-secret", "AKENEO_USERNAME": "sandbox",
+        "AKENEO_PASSWORD": "sandbox-password",
+    }.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("CONNECTOR_CONFIG", raising=False)
+    path = tmp_path / "structure.yaml"
+    path.write_text(yaml.safe_dump(DEFAULTS_SPEC), encoding="utf-8")
+    dry = CliRunner().invoke(main, ["structure", "apply", str(path), "--dry-run"])
+    real = CliRunner().invoke(main, ["structure", "apply", str(path)])
+    assert (dry.exit_code, real.exit_code) == (1, 1)  # the conflict on `media`
+    said = [ln.replace("would create", "created     ").replace("would update", "updated     ")
+            for ln in dry.output.splitlines()]
+    assert said[:-1] == real.output.splitlines()[:-1]
+    assert dry.output.splitlines()[-1] == "dry run: " + real.output.splitlines()[-1]
+    assert f"would create attribute videos.media (type, media_type): {BY_PIM}" in dry.output
 
 
 def test_immutable_property_conflict_is_reported_not_sent(pim, client):

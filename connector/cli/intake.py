@@ -1,5 +1,5 @@
-"""`connector intake redis-stream SOURCE` / `connector intake amqp SOURCE`: long-running
-queue consumers (one process per source and transport; run several for more throughput).
+"""`connector intake redis-stream|amqp|sqs SOURCE`: long-running queue consumers (one
+process per source and transport; run several for more throughput).
 
 Each message is recorded in Redis and acknowledged; flushes are enqueued through the
 scheduler the entry point wired in (tasks/wiring.py: a Celery task). The `amqp` command is
@@ -120,3 +120,26 @@ def redis_stream(
         )
 
     run_consumer(source_name, config_path, "redis_stream", verbose, build)
+
+
+@intake.command("sqs")
+@click.argument("source_name", metavar="SOURCE")
+@config_option()
+@click.option("--verbose", "-v", is_flag=True, help="Debug logging.")
+def sqs(source_name: str, config_path: str | None, verbose: bool) -> None:
+    """Consume the SQS queue of S3 event notifications of SOURCE (type s3) until stopped."""
+    from connector.aws import MissingExtraError, boto3_module
+    from connector.intake.sqs import SqsConsumer
+
+    try:
+        boto3_module("connector intake sqs")
+    except MissingExtraError as exc:
+        fail(str(exc), EXIT_CONFIG)
+
+    def build(source: SourceConfig, store: Any, schedule: FlushScheduler | None) -> Any:
+        assert source.queue is not None
+        if source.s3 is None:  # the config loader refuses sqs without type s3
+            fail(f"source {source.name!r}: transport sqs needs type s3", EXIT_CONFIG)
+        return SqsConsumer(source.queue, store, source.s3, schedule=schedule)
+
+    run_consumer(source_name, config_path, "sqs", verbose, build)

@@ -52,7 +52,7 @@ def reconcile(
     if allow_mass_deletion and not apply_changes:
         fail("--allow-mass-deletion only goes with --apply", EXIT_CONFIG)
     config, services = config_and_services(config_path)
-    from connector.pipeline import MassDeletionError
+    from connector.pipeline import MassDeletionError, SourceBusyError
     from connector.pipeline import reconcile as reconcile_source
 
     reports = []
@@ -68,6 +68,10 @@ def reconcile(
                 refused.append(str(exc))
                 reports.append(dict(exc.report or {"source": name}, applied=False,
                                     error=str(exc)))
+            except SourceBusyError as exc:  # a run of the source holds its lock
+                refused.append(str(exc))
+                reports.append({"source": name, "applied": False, "busy": True,
+                                "holder": exc.holder, "error": str(exc)})
     for message in refused:
         click.echo(f"error: {message}", err=True)
     if as_json:

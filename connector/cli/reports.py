@@ -27,6 +27,8 @@ DRY_RUN_COUNTS = (
     ("would_create_options", "would create {n} options"),
 )
 PLANNED_SHOWN = 20
+DIFF_ASSETS_SHOWN = 20  # assets a dry run's report prints value by value
+DIFF_VALUES_SHOWN = 10  # values printed per asset
 FAILURE_COUNTS = ("failed", "dead_lettered", "quarantined", "deletion_failed")
 
 
@@ -144,17 +146,34 @@ def print_report(report: Mapping[str, Any]) -> None:
         click.echo(f"  → refused by the PIM: connector failures list {source}")
 
 
-def print_differences(diffs: list[dict[str, Any]]) -> None:
-    """A dry run's differences, value by value: PIM now → DAM."""
+def _shown(value: Any) -> str:
+    """A value as people read it: absent is `(none)`, the rest as Python writes it."""
+    return "(none)" if value is None else repr(value)
+
+
+def print_differences(diffs: list[dict[str, Any]], total: int | None = None) -> None:
+    """A dry run's differences, value by value: PIM now → DAM, for the assets it would
+    create (from nothing) and update. Bounded: the first DIFF_ASSETS_SHOWN assets with
+    up to DIFF_VALUES_SHOWN values each, then how many more (`total`: every asset the run
+    would write, of which the run keeps the first 1000 with their values)."""
+    total = max(total or 0, len(diffs))
     if not diffs:
         click.echo("  no differences: nothing would be written")
         return
-    for d in diffs:
+    for d in diffs[:DIFF_ASSETS_SHOWN]:
         action = d.get("action", "?")
         click.echo(f"  {action:<9} {d.get('family', '')}/{d.get('code', '')} (DAM {d['dam_id']})")
-        for change in d.get("differences") or []:
+        changes = list(d.get("differences") or [])
+        for change in changes[:DIFF_VALUES_SHOWN]:
             click.echo(
                 f"      {change.get('attribute')}"
                 f"[{change.get('locale') or '-'}|{change.get('channel') or '-'}]: "
-                f"PIM {change.get('pim')!r} → DAM {change.get('dam')!r}"
+                f"PIM {_shown(change.get('pim'))} → DAM {_shown(change.get('dam'))}"
             )
+        if len(changes) > DIFF_VALUES_SHOWN:
+            more = len(changes) - DIFF_VALUES_SHOWN
+            click.echo(f"      … and {more} more values (--json lists them)")
+    shown = min(len(diffs), DIFF_ASSETS_SHOWN)
+    if total > shown:
+        listed = f"all {total}" if len(diffs) >= total else str(len(diffs))
+        click.echo(f"  … and {total - shown} more assets (--json lists {listed})")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+from pathlib import Path
 from typing import Any
 
 import click
@@ -68,6 +69,34 @@ def apply_settings(settings: Any, assignments: tuple[str, ...]) -> Any:
     return dataclasses.replace(settings, **changes)
 
 
+def _tls_options(command: Any) -> Any:
+    """`--tls` and `--ca-dir`, shared by both sandboxes."""
+    command = click.option(
+        "--ca-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        help="With --tls: keep the CA here (ca.pem, ca.key; reused when present, so a PIM "
+        "and a DAM sandbox share one CA file). Default: a temporary directory.",
+    )(command)
+    return click.option(
+        "--tls",
+        is_flag=True,
+        help="Serve HTTPS with a certificate issued at start by a local CA; prints the "
+        "REQUESTS_CA_BUNDLE=<file> a client needs to trust it.",
+    )(command)
+
+
+def _ca(tls: bool, ca_dir: Path | None) -> Any:
+    """The CA the server's certificate comes from (None without --tls); its file printed."""
+    if not tls:
+        return None
+    from sandbox.server import SandboxCA, default_ca
+
+    ca = SandboxCA(ca_dir) if ca_dir is not None else default_ca()
+    click.echo(f"REQUESTS_CA_BUNDLE={ca.bundle}", err=True)
+    return ca
+
+
 @sandbox.command("pim")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=8082, show_default=True)
@@ -78,15 +107,22 @@ def apply_settings(settings: Any, assignments: tuple[str, ...]) -> Any:
     metavar="KEY=VALUE",
     help="Override a PimSandboxSettings field (repeatable), e.g. --set rate_limit=50.",
 )
-def sandbox_pim(host: str, port: int, assignments: tuple[str, ...]) -> None:
+@_tls_options
+def sandbox_pim(
+    host: str, port: int, assignments: tuple[str, ...], tls: bool, ca_dir: Path | None
+) -> None:
     """Serve the sandbox Akeneo PIM (credentials: sandbox-client / sandbox-secret,
     sandbox / sandbox-password) until interrupted."""
-    from sandbox import pim
-
+    try:
+        from sandbox import pim
+    except ImportError as exc:  # the `sandbox` extra is not installed
+        fail(str(exc), EXIT_CONFIG)
     settings = apply_settings(pim.PimSandboxSettings(), assignments)
-    click.echo(f"sandbox PIM on http://{host}:{port} (Ctrl-C to stop)", err=True)
+    ca = _ca(tls, ca_dir)
+    scheme = "https" if tls else "http"
+    click.echo(f"sandbox PIM on {scheme}://{host}:{port} (Ctrl-C to stop)", err=True)
     with contextlib.suppress(KeyboardInterrupt):
-        pim.serve_forever(host, port, settings)
+        pim.serve_forever(host, port, settings, tls=tls, ca=ca)
 
 
 @sandbox.command("dam")
@@ -95,10 +131,17 @@ def sandbox_pim(host: str, port: int, assignments: tuple[str, ...]) -> None:
 @click.option("--assets", type=click.IntRange(min=0), default=200, show_default=True)
 @click.option("--shape", default="bynder", show_default=True, help="Record shape of the API.")
 @click.option("--seed", type=int, default=1, show_default=True)
-def sandbox_dam(host: str, port: int, assets: int, shape: str, seed: int) -> None:
+@_tls_options
+def sandbox_dam(
+    host: str, port: int, assets: int, shape: str, seed: int, tls: bool, ca_dir: Path | None
+) -> None:
     """Serve the sandbox DAM with ASSETS generated assets until interrupted."""
-    from sandbox import dam
-
-    click.echo(f"sandbox DAM on http://{host}:{port} ({assets} assets, {shape})", err=True)
+    try:
+        from sandbox import dam
+    except ImportError as exc:  # the `sandbox` extra is not installed
+        fail(str(exc), EXIT_CONFIG)
+    ca = _ca(tls, ca_dir)
+    scheme = "https" if tls else "http"
+    click.echo(f"sandbox DAM on {scheme}://{host}:{port} ({assets} assets, {shape})", err=True)
     with contextlib.suppress(KeyboardInterrupt):
-        dam.serve_forever(host, port, assets=assets, shape=shape, seed=seed)
+        dam.serve_forever(host, port, tls=tls, ca=ca, assets=assets, shape=shape, seed=seed)

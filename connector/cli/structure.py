@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -23,8 +24,13 @@ from connector.cli.common import (
 )
 
 if TYPE_CHECKING:
+    from connector.config.model import Config, SourceConfig
     from connector.pim.cache import StructureCache
+    from connector.pim.client import AkeneoClient
     from connector.pim.structure import AssetFamilyStructure
+    from connector.structure.check import CheckReport
+    from connector.structure.dam_probe import SourceSample
+    from connector.transform.transformer import Transformer
 
 # ---------------------------------------------------------------- cache
 
@@ -211,9 +217,16 @@ def structure_apply(file: str, dry_run: bool, as_json: bool, config_path: str | 
 
 @click.command("check")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable report.")
+@click.option(
+    "--sample", type=click.IntRange(min=1), default=200, show_default=True,
+    help="DAM records read per source to check the mapping against real data.",
+)
+@click.option("--no-dam", is_flag=True, help="Check the PIM side only; do not probe the DAMs.")
 @config_option()
-def check(as_json: bool, config_path: str | None) -> None:
-    """Validate the config, reach the PIM and check the mapping against its live structure.
+def check(as_json: bool, sample: int, no_dam: bool, config_path: str | None) -> None:
+    """Validate the config, reach the PIM and check the mapping against its live structure;
+    then probe every DAM source: credentials, listing, id/updated fields, the
+    changed-since filter, and the mapping over a sample of real records (read-only).
 
     Exit 0 when fine, 1 when there are problems, 2 on configuration errors.
     """
@@ -223,11 +236,16 @@ def check(as_json: bool, config_path: str | None) -> None:
     client = build_client(config.pim)
     with pim_errors():
         report = run_check(config, client)
+        if not no_dam:
+            _probe_dams(config, client, report, sample)
     if as_json:
         echo_json(report.to_dict())
     else:
         for finding in report.findings:
             click.echo(str(finding))
+        for name, summary in (report.sources or {}).items():
+            for line in _source_lines(name, summary):
+                click.echo(line)
         if report.ok:
             warn = f", {len(report.warnings)} warning(s)" if report.warnings else ""
             click.echo(
@@ -237,3 +255,54 @@ def check(as_json: bool, config_path: str | None) -> None:
         else:
             click.echo(f"{len(report.errors)} problem(s), {len(report.warnings)} warning(s)")
     exit_with(EXIT_OK if report.ok else EXIT_PROBLEMS)
+
+
+def _probe_dams(config: Config, client: AkeneoClient, report: CheckReport, sample: int) -> None:
+    """The DAM side of `check`; example payloads only when the PIM answered."""
+    from connector.redis_conn import Keys, get_redis
+    from connector.structure.sample import probe_sources, structure_reader
+    from connector.transform.media import MediaFileHandler
+    from connector.transform.transformer import Transformer
+
+    structures = structure_reader(client)
+
+    def transformer(source: SourceConfig, probed: SourceSample) -> Transformer | None:
+        if not report.pim_reachable or probed.adapter is None:
+            return None
+        media = MediaFileHandler(probed.adapter, client, get_redis(), Keys(),
+                                 max_bytes=source.media.max_bytes)
+        # planning only: no option writer, and `plan` never uploads
+        return Transformer(config, source, structures, options=None, media=media)
+
+    probe_sources(config, report, sample, transformer)
+
+
+def _source_lines(name: str, summary: dict[str, Any]) -> list[str]:
+    """A source's probe summary for people: counts, then one example payload per family."""
+    state = "reachable" if summary.get("reachable") else "NOT reachable"
+    unreadable = f" ({summary['unreadable']} unreadable)" if summary.get("unreadable") else ""
+    sampled = summary.get("sampled", 0)
+    lines = [
+        f"DAM source {name} ({summary.get('type')}): {state}, {sampled} "
+        f"record{'' if sampled == 1 else 's'} sampled{unreadable}, changed-since filter "
+        f"{summary.get('since_filter')}"
+    ]
+    if "product_assets" in summary:
+        families = ", ".join(f"{k} {v}" for k, v in summary.get("families", {}).items())
+        lines.append(
+            f"  product assets: {summary['product_assets']} of {summary.get('sampled', 0)}; "
+            f"families: {families or 'none'}"
+        )
+    for family, example in (summary.get("examples") or {}).items():
+        lines.append(f"  example {family}/{example['code']} (DAM id {example['dam_id']}):")
+        for attribute, values in sorted(example["values"].items()):
+            for v in values:
+                lines.append(
+                    f"    {attribute}[{v.get('locale') or '-'}|{v.get('channel') or '-'}] = "
+                    f"{json.dumps(v.get('data'), ensure_ascii=False, default=str)}"
+                )
+        if example.get("product_identifiers"):
+            lines.append(f"    products: {', '.join(example['product_identifiers'])}")
+        for effect in example.get("effects") or []:
+            lines.append(f"    · {effect}")
+    return lines

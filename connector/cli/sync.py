@@ -125,7 +125,9 @@ def sync(
         for run_id, report in reports.items():
             print_report(report)
             if dry_run:
-                print_differences(diffs.get(run_id) or [])
+                c = report.get("counts") or {}
+                would = int(c.get("would_create") or 0) + int(c.get("would_update") or 0)
+                print_differences(diffs.get(run_id) or [], total=would)
         for b in busy:
             click.echo(f"{b['source']}: {b['message']}", err=True)
     exit_with(EXIT_PROBLEMS if failed else EXIT_OK)

@@ -372,3 +372,13 @@ def compile_expression(text: str) -> Predicate:
             return False
 
     return evaluate
+
+
+def expression_paths(text: str) -> list[str]:
+    """The record paths `text` reads, in order, once each (for `explain`: the values an
+    expression was given); empty when the expression does not parse."""
+    try:
+        tokens = _tokenize(text)
+    except ExpressionError:
+        return []
+    return list(dict.fromkeys(t.value for t in tokens if t.kind == "path"))

@@ -72,10 +72,32 @@ class ListEndpointConfig:
     path: str                              # e.g. /api/v4/media/
     since_param: str | None = None         # query parameter for "changed since"
     since_format: SinceFormat = "iso"
+    # the since parameter's value around the date, e.g. 'last_updated>="{since}"' (a search
+    # expression); None = the date alone
+    since_template: str | None = None
     params: dict[str, str] = field(default_factory=dict)  # extra fixed query parameters
     items_path: str = ""                   # dotted path to the list in the body; "" = body
     id_field: str = "id"                   # dotted path inside one item
     updated_field: str = "updated"         # dotted path inside one item
+
+
+@dataclass(frozen=True)
+class GraphQLConfig:
+    """A GraphQL listing (connector/dam/graphql.py): `{query, variables}` POSTed as JSON to
+    `rest.list.path`; records and the Relay cursor found at paths of the answer."""
+
+    query: str                             # the listing query text
+    items_path: str                        # data.assets.nodes, or data.assets.edges[*].node
+    variables: dict[str, Any] = field(default_factory=dict)  # fixed variables (JSON values)
+    since_variable: str | None = None      # the changed-since variable; None = full listing
+    since_format: SinceFormat = "iso"
+    cursor_path: str | None = None         # data.assets.pageInfo.endCursor; None = one page
+    has_next_path: str | None = None       # data.assets.pageInfo.hasNextPage
+    cursor_variable: str = "after"
+    page_size_variable: str | None = "first"
+    page_size: int = 100
+    get_query: str | None = None           # one asset, with an `$id` variable
+    get_item_path: str | None = None       # data.asset
 
 
 @dataclass(frozen=True)
@@ -96,6 +118,7 @@ class RestSourceConfig:
     max_in_flight: int = 4                 # fleet-wide concurrent requests to this DAM
     backoff_base: float = 0.5              # seconds; first retry delay without Retry-After
     backoff_max: float = 30.0              # seconds; longest in-process retry delay
+    graphql: GraphQLConfig | None = None   # a GraphQL API instead of REST listings
 
 
 @dataclass(frozen=True)
@@ -104,6 +127,31 @@ class FolderSourceConfig:
     sidecar_suffix: str = ".json"          # photo.jpg + photo.jpg.json
     include: tuple[str, ...] = ("*",)      # glob patterns on file names
     exclude: tuple[str, ...] = (".*", "*.json", "*.tmp", "*.part")
+
+
+S3AddressingStyle = Literal["auto", "path", "virtual"]
+
+
+@dataclass(frozen=True)
+class S3SourceConfig:
+    """An S3 bucket (or S3-compatible store) as the DAM (connector/dam/s3.py).
+
+    Credentials: the three secrets when given (`${VAR}` only), else boto3's standard chain
+    (AWS_* environment variables, shared config, instance role)."""
+
+    bucket: str
+    prefix: str = ""                       # only keys under it; "" = the whole bucket
+    region: str | None = None              # None: AWS_REGION / AWS_DEFAULT_REGION / profile
+    endpoint_url: str | None = None        # S3-compatible stores (MinIO, R2, ...); None: AWS
+    addressing_style: S3AddressingStyle = "auto"
+    access_key_id: Secret | None = field(default=None, repr=False)
+    secret_access_key: Secret | None = field(default=None, repr=False)
+    session_token: Secret | None = field(default=None, repr=False)
+    page_size: int = 1000                  # ListObjectsV2 MaxKeys (S3 caps it at 1000)
+    metadata: bool = True                  # HeadObject per changed object: user metadata
+    tags: bool = True                      # GetObjectTagging per changed object
+    timeout: float = 30.0                  # seconds, connect and read
+    max_retries: int = 5                   # botocore's own retries (standard mode)
 
 
 @dataclass(frozen=True)
@@ -141,91 +189,32 @@ class DeletionPolicy:
 @dataclass(frozen=True)
 class MediaConfig:
     allowed_hosts: tuple[str, ...] = ()    # added to the DAM's own host (always allowed)
+    base_url: str | None = None            # base of relative media URLs; None: rest.base_url
     max_bytes: int = 200 * 1024 * 1024
     timeout: float = 60.0
 
 
 # ---------------------------------------------------------------- real-time intake
-
-EventAction = Literal["upsert", "delete", "ignore"]
-
-
-@dataclass(frozen=True)
-class EventFieldsConfig:
-    """Where an incoming change event keeps its facts (dotted paths; `a[].b` maps over a list).
-
-    One body may hold one event (an object) or several (a JSON array of objects).
-    """
-
-    event_type: str | None = "type"        # None = every event gets `default_action`
-    asset_id: str = "id"                   # a string or a list of strings at that path
-    delivery_id: str | None = None         # body path of the sender's delivery id
-    delivery_id_header: str | None = None  # webhooks: header carrying the delivery id
-    record: str | None = None              # full DAM record carried by the event, if any
-    actions: dict[str, EventAction] = field(default_factory=dict)  # event type → action
-    default_action: EventAction = "ignore" # event types not in `actions`
-
-
-WebhookVerification = Literal["hmac", "digest", "bearer", "none"]
-
-
-@dataclass(frozen=True)
-class WebhookConfig:
-    """How `POST /webhooks/<source>` authenticates a delivery and reads its events.
-
-    hmac: HMAC(secret, payload); digest: hash(payload) where the payload template holds
-    `{secret}` (Cloudinary: sha1/sha256 hex of body + timestamp + api secret); bearer: the
-    header equals `prefix + secret`. `payload` is a template over `{body}`, `{timestamp}` and
-    `{secret}` with literal text between them.
-    """
-
-    verification: WebhookVerification = "hmac"
-    header: str = "X-Signature"
-    algorithm: Literal["sha1", "sha256"] = "sha256"
-    encoding: Literal["hex", "base64"] = "hex"
-    prefix: str = ""                       # e.g. "sha256=" or "Bearer "
-    payload: str = "{body}"
-    timestamp_header: str | None = None
-    tolerance: float = 300.0               # seconds either side of now
-    secret: Secret | None = field(default=None, repr=False)
-    max_body_bytes: int = 1024 * 1024
-    dedupe_ttl: int = 7 * 24 * 3600        # seconds a delivery id is remembered
-    events: EventFieldsConfig = field(default_factory=EventFieldsConfig)
-
-
-@dataclass(frozen=True)
-class QueueIntakeConfig:
-    """A queue the DAM publishes change messages to (Redis stream or AMQP queue)."""
-
-    transport: Literal["redis_stream", "amqp"] = "redis_stream"
-    url: str | None = field(default=None, repr=False)  # None: REDIS_URL / required (amqp)
-    name: str = ""                         # stream key / queue name, as the DAM writes it
-    group: str = "connector"               # redis_stream consumer group
-    body_field: str = "payload"            # redis_stream: entry field holding the JSON body
-    claim_idle: float = 60.0               # seconds before a dead consumer's message is claimed
-    prefetch: int = 100
-    dedupe_ttl: int = 7 * 24 * 3600
-    events: EventFieldsConfig = field(default_factory=EventFieldsConfig)
-
-
-@dataclass(frozen=True)
-class RealtimeConfig:
-    """Micro-batching of real-time events into bulk work."""
-
-    window: float = 2.0                    # seconds an event may wait for company
-    batch_size: int = 100                  # assets per flush (≤ 100: one bulk request)
-    poll_enabled: bool = True              # keep the scheduled poll as a reconciliation pass
-    batch_lease: float = 60.0              # seconds a silent in-flight batch is trusted
-    max_retries: int = 8                   # transient failures of one flush
-    log_maxlen: int = 100_000              # approximate length cap of the event log stream
+# (connector/config/model_intake.py; re-exported here: every config class has one address)
+from connector.config.model_intake import SNS_DEFAULT_HOSTS as SNS_DEFAULT_HOSTS  # noqa: E402
+from connector.config.model_intake import EventAction as EventAction  # noqa: E402
+from connector.config.model_intake import EventFieldsConfig as EventFieldsConfig  # noqa: E402
+from connector.config.model_intake import QueueIntakeConfig as QueueIntakeConfig  # noqa: E402
+from connector.config.model_intake import RealtimeConfig as RealtimeConfig  # noqa: E402
+from connector.config.model_intake import SnsConfig as SnsConfig  # noqa: E402
+from connector.config.model_intake import WebhookConfig as WebhookConfig  # noqa: E402
+from connector.config.model_intake import (  # noqa: E402
+    WebhookVerification as WebhookVerification,
+)
 
 
 @dataclass(frozen=True)
 class SourceConfig:
     name: str
-    type: Literal["rest", "folder"]
+    type: Literal["rest", "folder", "s3"]
     rest: RestSourceConfig | None = None
     folder: FolderSourceConfig | None = None
+    s3: S3SourceConfig | None = None
     families: tuple[str, ...] = ()         # family names this source feeds; empty = all
     schedule: ScheduleConfig | None = None
     reconcile_schedule: ScheduleConfig | None = None
@@ -243,6 +232,8 @@ class SourceConfig:
             return ("rest", self.rest.base_url.rstrip("/"), self.rest.list.path)
         if self.type == "folder" and self.folder is not None:
             return ("folder", os.path.normpath(self.folder.path))
+        if self.type == "s3" and self.s3 is not None:
+            return ("s3", self.s3.endpoint_url or "", self.s3.bucket, self.s3.prefix)
         return ("source", self.name)
 
 
@@ -332,6 +323,20 @@ class SyncConfig:
     watermark_overlap: float = 60.0        # seconds subtracted from the run start
     run_lock_ttl: int = 3600               # seconds; renewed while a run is alive
     quarantine_ttl: int = 30 * 24 * 3600
+    # a fetch reads DAM pages this long, then goes on in a new task (steps/slices.py)
+    fetch_slice_seconds: float = 240.0
+    fetch_slice_pages: int | None = None   # also stop after this many pages (tests)
+
+
+@dataclass(frozen=True)
+class AlertsConfig:
+    """Webhooks told about failed runs and new dead letters (connector/alerts.py)."""
+
+    webhooks: tuple[Secret, ...] = ()      # Slack-compatible URLs, from the environment
+    debounce_seconds: float = 300.0        # dead letters: one message per source per window
+    timeout: float = 5.0                   # seconds per webhook request
+    allowed_private_hosts: tuple[str, ...] = ()  # may resolve to loopback/private addresses
+    freshness_seconds: float | None = None  # oldest change not in the PIM older: alert
 
 
 @dataclass(frozen=True)
@@ -342,6 +347,7 @@ class Config:
     product_asset: Selector = field(default_factory=lambda: Selector(always=True))
     pim: PimConfig = field(default_factory=PimConfig)
     sync: SyncConfig = field(default_factory=SyncConfig)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
     path: str | None = None                # the file it came from
 
     def family(self, name: str) -> FamilyConfig:
@@ -394,7 +400,9 @@ def _prefix_conflict_message(
 ) -> str:
     feeds = ("family " if len(families) == 1 else "families ") + ", ".join(families)
     if kind == "space":
-        where = "base_url and list path" if source.type == "rest" else "folder path"
+        where = {"rest": "base_url and list path", "s3": "bucket and prefix"}.get(
+            source.type, "folder path"
+        )
         return (
             f"reads the same DAM as source {other.name} (same {where}) and both feed {feeds}, "
             f"so it must use the same code_prefix ({other.code_prefix!r} there, "

@@ -18,6 +18,7 @@ import requests
 
 from connector.config.model import AuthConfig
 from connector.dam.base import DamError, TransientDamError
+from connector.http_session import PooledSession
 from connector.retry import is_transient_status
 from connector.settings import Secret
 
@@ -99,7 +100,7 @@ class OAuth2ClientCredentials(DamAuth):
         self._client_id = client_id
         self._client_secret = client_secret
         self._scope = scope
-        self._session = session or requests.Session()
+        self._session = session or PooledSession()
         self._timeout = timeout
         self._clock = clock
         self._refresh_margin = refresh_margin

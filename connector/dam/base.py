@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import json
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -11,7 +12,17 @@ from typing import IO, Any
 
 
 class DamError(Exception):
-    """The DAM could not be read (after retries); carries a reason for the run report."""
+    """The DAM could not be read (after retries); carries a reason for the run report.
+
+    `key` is the config path the message tells the user to change, when there is one
+    (`sources.dam.rest.list.id_field`): `connector check` files its finding under it."""
+
+    key: str | None = None
+
+    def __init__(self, *args: object, key: str | None = None) -> None:
+        super().__init__(*args)
+        if key is not None:
+            self.key = key
 
 
 class TransientDamError(DamError):
@@ -20,6 +31,11 @@ class TransientDamError(DamError):
     def __init__(self, message: str = "", retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after      # seconds the DAM asked us to wait, when it said
+
+
+class NoSingleGetError(DamError):
+    """The source cannot read one asset by id (a REST DAM without `get_path`): callers
+    may look the id up in the listing instead (`connector explain --scan`)."""
 
 
 class PaginationLoopError(DamError):
@@ -106,6 +122,28 @@ class DamSource(abc.ABC):
     @abc.abstractmethod
     def open_binary(self, asset: DamAsset) -> AbstractContextManager[IO[bytes]]:
         """The asset's binary as a readable stream (caller enforces size caps)."""
+
+    def changed_pages(
+        self, since: datetime | None, resume: str | None = None
+    ) -> Iterator[tuple[Page, str | None]]:
+        """`changed_since`'s pages, each with a resume token: `changed_pages(since, token)`
+        continues right after that page (a fetch that stops after a time slice and goes on
+        in another task). The token is None after the last page; it is plain data (a page
+        number, a cursor, a next URL, a last key), never a credential.
+
+        Default: the number of pages read, so resuming re-reads and skips them; correct
+        for a listing whose order is stable, and adapters with a real position override it.
+        """
+        skip = int(json.loads(resume)["pages"]) if resume else 0
+        pages = iter(self.changed_since(since))
+        read = 0
+        page = next(pages, None)
+        while page is not None:
+            following = next(pages, None)  # one page ahead: is this the last one?
+            read += 1
+            if read > skip:
+                yield page, (json.dumps({"pages": read}) if following is not None else None)
+            page = following
 
     def deleted_since(self, since: datetime | None) -> Iterator[str]:
         """Ids deleted after `since`, where the DAM exposes deletions; default: none."""

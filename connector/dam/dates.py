@@ -81,3 +81,10 @@ def format_since(since: datetime, fmt: str) -> str:
     if fmt == "epoch_ms":
         return str(int(since.timestamp() * 1000))
     return since.strftime(fmt)
+
+
+def since_value(since: datetime, fmt: str, template: str | None = None) -> str:
+    """The "changed since" parameter's value: the date in `fmt`, placed in `template` (at
+    `{since}`) when the DAM wants it inside a larger value such as a search expression."""
+    text = format_since(since, fmt)
+    return text if template is None else template.replace("{since}", text)

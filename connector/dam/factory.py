@@ -1,4 +1,4 @@
-"""Build the adapter a source configuration names (no code per DAM: REST or folder)."""
+"""Build the adapter a source configuration names (no code per DAM: REST, folder or S3)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import redis
 from connector.config.model import SourceConfig
 from connector.dam.base import DamError, DamSource
 from connector.dam.folder import FolderSource
+from connector.dam.graphql import source_class
 from connector.dam.ratelimit import DamRequestBudget
-from connector.dam.rest import RestSource
 from connector.redis_conn import Keys
 
 
@@ -36,9 +36,18 @@ def build_source(
                 # a lease outlives any one request or download (then it expires by itself)
                 lease_ttl=2 * max(rest.timeout, source.media.timeout) + 30,
             )
-        return RestSource(source.name, rest, source.media, throttle=throttle)
+        # a GraphQL API (rest.graphql) is the same adapter with other requests
+        return source_class(rest)(source.name, rest, source.media, throttle=throttle)
     if source.type == "folder":
         if source.folder is None:
             raise DamError(f"source {source.name!r}: type folder needs a `folder` section")
         return FolderSource(source.name, source.folder)
-    raise DamError(f"source {source.name!r}: unknown type {source.type!r} (rest or folder)")
+    if source.type == "s3":
+        if source.s3 is None:
+            raise DamError(f"source {source.name!r}: type s3 needs an `s3` section")
+        from connector.dam.s3 import S3Source  # boto3 is the optional extra [s3]
+
+        return S3Source(source.name, source.s3, source.media)
+    raise DamError(
+        f"source {source.name!r}: unknown type {source.type!r} (rest, folder or s3)"
+    )

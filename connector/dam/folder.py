@@ -42,9 +42,23 @@ class FolderSource(DamSource):
     # ------------------------------------------------------------ DamSource
 
     def changed_since(self, since: datetime | None) -> Iterator[Page]:
+        for page, _token in self.changed_pages(since):
+            yield page
+
+    def changed_pages(
+        self, since: datetime | None, resume: str | None = None
+    ) -> Iterator[tuple[Page, str | None]]:
+        """The token is the id of the last file walked: the walk's order is stable (names
+        sorted, depth first, i.e. ids ordered by their path components), so a resumed walk
+        skips every file up to it without reading it."""
         threshold = _timestamp(since) if since is not None else None
+        after = tuple(json.loads(resume)["after"].split("/")) if resume else None
         page = Page()
+        last = ""
         for rel, entry, sidecar in self._files():
+            if after is not None and tuple(rel.split("/")) <= after:
+                continue
+            last = rel
             try:
                 mtime = _mtime(entry)
                 sidecar_mtime = _mtime(sidecar) if sidecar is not None else None
@@ -60,10 +74,10 @@ class FolderSource(DamSource):
             else:
                 page.assets.append(result)
             if len(page.assets) + len(page.bad) >= self.page_size:
-                yield page
+                yield page, json.dumps({"after": last})
                 page = Page()
         if page.assets or page.bad:
-            yield page
+            yield page, None
 
     def get(self, asset_id: str) -> DamAsset | None:
         path = self._path_of(asset_id)
@@ -103,7 +117,12 @@ class FolderSource(DamSource):
         order: names sorted within each directory, depth first."""
         if not self.root.is_dir():
             # An unmounted share must not look like "every asset was deleted".
-            raise DamError(f"{self.name}: folder {str(self.root)!r} does not exist")
+            raise DamError(
+                f"{self.name}: folder {str(self.root)!r} does not exist: check "
+                f"sources.{self.name}.folder.path (a relative path is relative to the "
+                "config file)",
+                key=f"sources.{self.name}.folder.path",
+            )
         stack: list[Iterator[tuple[str, os.DirEntry[str], dict[str, os.DirEntry[str]]]]] = [
             self._listing(self.root, "")
         ]

@@ -8,12 +8,15 @@ internal services, or fill the disk. So a download:
 * resolves the host and refuses loopback/private/reserved addresses unless that host is
   trusted to be private (the DAM's own host, or an IP literal written in the allow-list);
   link-local and cloud-metadata addresses and names are refused always;
-* follows redirects by hand, re-checking every hop, and drops credentials when a hop
-  leaves the origin they were meant for;
+* connects to an address the check passed, not to a new lookup of the name (no DNS
+  rebinding window: `connector.http_session.PinningAdapter`), keeping the name for the
+  `Host` header, TLS SNI and the certificate check;
+* follows redirects by hand, re-checking and re-pinning every hop, and drops credentials
+  when a hop leaves the origin they were meant for;
 * streams into a temporary file, stopping at `max_bytes` (announced or actual).
 
-Known gap: the address is checked at resolution time; a DNS answer that changes between
-the check and requests' own connect (DNS rebinding) is not caught.
+`send` (check, then one pinned request) is also how alerts post their webhooks.
+Through an HTTP(S) proxy nothing is pinned: the proxy resolves the name.
 """
 
 from __future__ import annotations
@@ -24,12 +27,14 @@ import socket
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from urllib.parse import urljoin, urlsplit
 
 import requests
 
+from connector import metrics
 from connector.dam.base import DamError, TransientDamError
+from connector.http_session import PinningAdapter, PooledSession, pinned
 from connector.retry import is_transient_status, parse_retry_after
 
 Resolver = Callable[[str, int], list[str]]
@@ -61,9 +66,9 @@ class MediaTooLargeError(MediaError):
 
 
 def default_resolver(host: str, port: int) -> list[str]:
-    """Every address `host` resolves to (what requests may connect to)."""
+    """Every address `host` resolves to, in the resolver's order of preference."""
     infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
-    return sorted({str(info[4][0]) for info in infos})
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
 def normalise_host(host: str) -> str:
@@ -131,8 +136,9 @@ class SafeDownloader:
             for pattern in self.allowed_hosts
         )
 
-    def check_url(self, url: str) -> None:
-        """Raise MediaRefusedError unless `url` may be fetched right now."""
+    def check_url(self, url: str) -> list[str]:
+        """Raise MediaRefusedError unless `url` may be fetched right now; else the
+        addresses its host resolved to, every one checked (connect only to these)."""
         parts = urlsplit(url)
         shown = safe_url(url) if parts.scheme else repr(url[:200])
         if parts.scheme not in ("http", "https"):
@@ -170,6 +176,34 @@ class SafeDownloader:
                     f"refused {shown}: {host} resolves to non-public address {addr} "
                     f"(loopback/private/reserved) and is not the DAM's own host"
                 )
+        return list(addresses)
+
+    def send(
+        self,
+        http: requests.Session,
+        method: str,
+        url: str,
+        headers: dict[str, str] | None = None,
+        *,
+        data: bytes | None = None,
+        stream: bool = False,
+    ) -> requests.Response:
+        """Check `url`, then one request to an address the check passed (the next one on
+        a failed connect); never follows a redirect. `http` must pin (a `PooledSession`):
+        requests' own connect would resolve the name again."""
+        addresses = self.check_url(url)
+        if not isinstance(http.get_adapter(url), PinningAdapter):
+            raise TypeError("SafeDownloader.send needs a session that pins (PooledSession)")
+        request = http.prepare_request(requests.Request(method, url, headers=headers, data=data))
+        settings = http.merge_environment_settings(request.url, {}, stream, None, None)
+        for address in addresses[:-1]:
+            try:
+                return http.send(pinned(request, address), timeout=self.timeout,
+                                 allow_redirects=False, **settings)
+            except requests.ConnectionError:
+                continue  # that address is down: the next one the check passed
+        return http.send(pinned(request, addresses[-1]), timeout=self.timeout,
+                         allow_redirects=False, **settings)
 
     # ------------------------------------------------------------------ download
 
@@ -200,8 +234,8 @@ class SafeDownloader:
         """Fetch `url` into a temporary file the caller removes. One attempt: a 429/5xx or
         a network failure is a TransientDamError carrying the server's Retry-After, for the
         caller's retry loop (connector.dam.rest) to wait out."""
-        own_session = session is None
-        http = session or requests.Session()
+        own_session = session is None or not _pins(session)
+        http = PooledSession() if own_session or session is None else session  # pins
         try:
             return self._fetch(http, url, headers or {})
         finally:
@@ -212,16 +246,9 @@ class SafeDownloader:
         origin = _origin(url)
         current = url
         for _hop in range(self.max_redirects + 1):
-            self.check_url(current)
             send = headers if _origin(current) == origin else {}
             try:
-                resp = http.get(
-                    current,
-                    headers=send,
-                    stream=True,
-                    timeout=self.timeout,
-                    allow_redirects=False,
-                )
+                resp = self.send(http, "GET", current, send, stream=True)
             except requests.RequestException as exc:
                 raise TransientDamError(
                     f"download of {safe_url(current)} failed: {type(exc).__name__}"
@@ -256,31 +283,54 @@ class SafeDownloader:
                 f"{safe_url(url)} is {int(announced)} bytes (Content-Length), "
                 f"over the {self.max_bytes}-byte cap"
             )
-        suffix = Path(urlsplit(url).path).suffix
-        if not suffix.replace(".", "").isalnum() or len(suffix) > 10:
-            suffix = ""
-        fd, name = tempfile.mkstemp(prefix="dam-media-", suffix=suffix)
-        path = Path(name)
-        size = 0
-        try:
-            with os.fdopen(fd, "wb") as out:
-                for chunk in resp.iter_content(self.chunk_size):
-                    size += len(chunk)
-                    if size > self.max_bytes:
-                        raise MediaTooLargeError(
-                            f"{safe_url(url)} sent more than the {self.max_bytes}-byte cap"
-                        )
-                    out.write(chunk)
-        except requests.RequestException as exc:
-            path.unlink(missing_ok=True)
+        return spool_capped(
+            resp.iter_content(self.chunk_size), cap=self.max_bytes,
+            where=f"download of {safe_url(url)}", name=urlsplit(url).path,
+            transport_error=lambda exc: isinstance(exc, requests.RequestException),
+        )
+
+
+def spool_capped(
+    chunks: Iterable[bytes],
+    *,
+    cap: int,
+    where: str,
+    name: str,
+    transport_error: Callable[[BaseException], bool],
+) -> Path:
+    """Write a download's `chunks` to a new temporary file of at most `cap` bytes (the
+    file's suffix taken from `name`) and count the bytes in the metrics; on any failure
+    the file is gone. A transport error mid-stream is transient (the next try starts
+    over); more than `cap` bytes is MediaTooLargeError, whatever the sender announced.
+    One copy for every adapter that downloads (HTTP here, S3 in connector.dam.s3)."""
+    suffix = PurePosixPath(name).suffix
+    if not suffix.replace(".", "").isalnum() or len(suffix) > 10:
+        suffix = ""
+    fd, tmp = tempfile.mkstemp(prefix="dam-media-", suffix=suffix)
+    path = Path(tmp)
+    size = 0
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for chunk in chunks:
+                size += len(chunk)
+                if size > cap:
+                    raise MediaTooLargeError(f"{where} sent more than the {cap}-byte cap")
+                out.write(chunk)
+    except BaseException as exc:
+        path.unlink(missing_ok=True)
+        if transport_error(exc):
             raise TransientDamError(
-                f"download of {safe_url(url)} broke off after {size} bytes: "
-                f"{type(exc).__name__}"
+                f"{where} broke off after {size} bytes: {type(exc).__name__}"
             ) from None
-        except BaseException:
-            path.unlink(missing_ok=True)
-            raise
-        return path
+        raise
+    metrics.add("media_downloaded", by=size)  # fleet-wide metrics (connector.metrics)
+    return path
+
+
+def _pins(session: requests.Session) -> bool:
+    """Whether `session` connects pinned requests to their address (both schemes)."""
+    return all(isinstance(session.get_adapter(f"{scheme}://pin.invalid/"), PinningAdapter)
+               for scheme in ("http", "https"))
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:

@@ -10,6 +10,7 @@ instead of looping forever.
 from __future__ import annotations
 
 import abc
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +37,9 @@ class PageResponse:
 class BasePaginator(abc.ABC):
     """Common bookkeeping: current value, finished flag, loop detection."""
 
+    # the `pagination` keys to check when the DAM walks in circles (it ignores them)
+    loop_keys: tuple[str, ...] = ()
+
     def __init__(self, config: PaginationConfig, start_value: Any = None) -> None:
         self.config = config
         self.page_size = config.page_size
@@ -44,6 +48,22 @@ class BasePaginator(abc.ABC):
         self.pages = 0
         self._seen: set[Any] = set()
         self._last_fingerprint: tuple[str, ...] = ()
+
+    def position(self) -> str | None:
+        """Where the listing goes on (after the page just read), as a JSON token for
+        `restore`; None once finished. The loop guard's memory is not kept: a resumed
+        listing guards itself from there on."""
+        if self.finished:
+            return None
+        return json.dumps({"value": self.current_value, "pages": self.pages})
+
+    def restore(self, token: str) -> None:
+        """Continue from a `position()` token (the next request asks for that page)."""
+        state = json.loads(token)
+        self.current_value = state["value"]
+        self.pages = int(state.get("pages", 0))
+        if self.current_value is not None:
+            self._seen.add(self.current_value)
 
     def params(self) -> dict[str, str]:
         """Query parameters selecting the current page (added to the fixed ones)."""
@@ -104,6 +124,8 @@ class NoPaginator(BasePaginator):
 class PageNumberPaginator(BasePaginator):
     """`?page=N&limit=S`; a short or empty page is the last one."""
 
+    loop_keys = ("page_param",)
+
     def __init__(self, config: PaginationConfig) -> None:
         super().__init__(config, config.start_page)
 
@@ -116,6 +138,8 @@ class PageNumberPaginator(BasePaginator):
 
 class OffsetPaginator(BasePaginator):
     """`?offset=N&limit=S`; the offset moves by what actually came back."""
+
+    loop_keys = ("offset_param",)
 
     def __init__(self, config: PaginationConfig) -> None:
         super().__init__(config, 0)
@@ -131,6 +155,8 @@ class OffsetPaginator(BasePaginator):
 
 class BodyCursorPaginator(BasePaginator):
     """Opaque token at a dotted path of the body (`next_cursor`), sent back as a parameter."""
+
+    loop_keys = ("cursor_param",)
 
     def params(self) -> dict[str, str]:
         params = self._size()

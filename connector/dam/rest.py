@@ -4,13 +4,14 @@ One listing request at a time, one page in memory at a time. Every request (list
 page, single get, binary download) has a timeout, takes a slot of the DAM's budget
 (fleet-wide in Redis when the factory is given one: connector.dam.ratelimit), and is
 retried a bounded number of times (`connector.retry.retrying`) on the statuses
-`connector.retry.is_transient_status` calls transient (408, 425, 429, 5xx), timeouts and
+`connector.retry.is_transient_status` calls transient (408, 420, 425, 429, 5xx), timeouts and
 connection errors: a Retry-After (seconds or HTTP-date) closes the budget's gate for every
 process until it expires, otherwise the wait is exponential with jitter (`backoff_base`,
 `backoff_max`). Only then does a `TransientDamError` tell the pipeline to try again later.
 Records that cannot be normalised come back as `BadRecord`s in the page: one broken record
 never stops a sync. What a record means is in `connector.dam.records`, DAM dates in
-`connector.dam.dates`; this module is the request loop and the paging.
+`connector.dam.dates`, what an answer unlike the config means (with the key to change)
+in `connector.dam.diagnose`; this module is the request loop and the paging.
 """
 
 from __future__ import annotations
@@ -33,15 +34,19 @@ from connector.dam.base import (
     DamAsset,
     DamError,
     DamSource,
+    NoSingleGetError,
     Page,
+    PaginationLoopError,
     TransientDamError,
 )
-from connector.dam.dates import format_since
+from connector.dam.dates import since_value
+from connector.dam.diagnose import auth_keys, check_ids, endpoint_key, not_a_list
 from connector.dam.media import MediaError, Resolver, downloader_for, safe_url
 from connector.dam.pagination import PageResponse, build_paginator
 from connector.dam.paths import MISSING, get_path
 from connector.dam.ratelimit import DamThrottle, DamThrottledError, LocalThrottle
 from connector.dam.records import normalise_record
+from connector.http_session import PooledSession
 from connector.retry import (
     backoff_delay,
     is_transient_status,
@@ -99,7 +104,8 @@ class RestSource(DamSource):
         self.media = media or MediaConfig()
         self.base_url = config.base_url.rstrip("/")
         self._own_session = session is None
-        self.session = session or requests.Session()
+        # one keep-alive pool for the API, the token and the downloads (connector.http_session)
+        self.session = session or PooledSession(pool_maxsize=max(1, config.max_in_flight))
         self._sleep = sleep
         self._backoff_base = config.backoff_base if backoff_base is None else backoff_base
         self._backoff_max = max(
@@ -121,6 +127,8 @@ class RestSource(DamSource):
             resolver=resolver,
         )
         self._origin = _origin(self.base_url)
+        # relative media URLs of records are joined with it (media.base_url, or the API's)
+        self.media_base_url = (self.media.base_url or self.base_url).rstrip("/")
 
     def __repr__(self) -> str:
         return f"RestSource(name={self.name!r}, base_url={safe_url(self.base_url)!r})"
@@ -128,8 +136,19 @@ class RestSource(DamSource):
     # ------------------------------------------------------------ DamSource
 
     def changed_since(self, since: datetime | None) -> Iterator[Page]:
+        for page, _token in self.changed_pages(since):
+            if page.assets or page.bad:
+                yield page
+
+    def changed_pages(
+        self, since: datetime | None, resume: str | None = None
+    ) -> Iterator[tuple[Page, str | None]]:
+        """The paginator's own position is the token (page number, offset, cursor or the
+        next Link URL, which is still held to this DAM's host when followed)."""
         endpoint = self.config.list
-        for items in self._raw_pages(endpoint, self._list_params(endpoint, since)):
+        for items, token in self._raw_pages(
+            endpoint, self._list_params(endpoint, since), resume=resume
+        ):
             page = Page()
             for item in items:
                 result = self.normalise(item)
@@ -137,12 +156,15 @@ class RestSource(DamSource):
                     page.bad.append(result)
                 else:
                     page.assets.append(result)
-            if page.assets or page.bad:
-                yield page
+            yield page, token
 
     def get(self, asset_id: str) -> DamAsset | None:
         if not self.config.get_path:
-            raise DamError(f"source {self.name!r} has no get_path configured")
+            raise NoSingleGetError(
+                f"source {self.name!r} has no single-asset endpoint: set "
+                f"sources.{self.name}.rest.get_path (a path with {{id}}, such as /assets/{{id}})",
+                key=f"sources.{self.name}.rest.get_path",
+            )
         path = self.config.get_path.replace("{id}", quote(str(asset_id), safe=""))
         resp = self._send("GET", self._url(path), None)
         if resp.status_code in (404, 410):
@@ -205,7 +227,7 @@ class RestSource(DamSource):
         endpoint = self.config.deletions
         if endpoint is None:
             return
-        for items in self._raw_pages(endpoint, self._list_params(endpoint, since)):
+        for items, _token in self._raw_pages(endpoint, self._list_params(endpoint, since)):
             for item in items:
                 raw = item if not isinstance(item, dict) else get_path(item, endpoint.id_field)
                 if isinstance(raw, str | int) and not isinstance(raw, bool) and str(raw):
@@ -232,7 +254,7 @@ class RestSource(DamSource):
 
     def normalise(self, item: Any) -> DamAsset | BadRecord:
         """One raw item → DamAsset, or BadRecord with the reason (never raises)."""
-        return normalise_record(self.name, self.config, self.base_url, item)
+        return normalise_record(self.name, self.config, self.media_base_url, item)
 
     # ------------------------------------------------------------ HTTP
 
@@ -244,13 +266,18 @@ class RestSource(DamSource):
     def _list_params(self, endpoint: ListEndpointConfig, since: datetime | None) -> dict[str, str]:
         params = {str(k): str(v) for k, v in endpoint.params.items()}
         if since is not None and endpoint.since_param:
-            params[endpoint.since_param] = format_since(since, endpoint.since_format)
+            params[endpoint.since_param] = since_value(
+                since, endpoint.since_format, endpoint.since_template
+            )
         return params
 
     def _raw_pages(
-        self, endpoint: ListEndpointConfig, params: dict[str, str]
-    ) -> Iterator[list[Any]]:
+        self, endpoint: ListEndpointConfig, params: dict[str, str], resume: str | None = None
+    ) -> Iterator[tuple[list[Any], str | None]]:
+        """Each page's items and the paginator's position after it (`changed_pages`)."""
         paginator = build_paginator(self.config.pagination)
+        if resume is not None:
+            paginator.restore(resume)
         first_url = self._url(endpoint.path)
         while not paginator.finished:
             next_url = paginator.next_url()
@@ -263,25 +290,44 @@ class RestSource(DamSource):
                 resp = self._send("GET", next_url, None)
             else:
                 resp = self._send("GET", first_url, {**params, **paginator.params()})
-            self._raise_for_status(resp)
+            self._raise_for_status(resp, endpoint)
             body = self._json(resp)
             items = get_path(body, endpoint.items_path, MISSING)
             if items is None:
                 items = []
             if not isinstance(items, list):
-                where = repr(endpoint.items_path) if endpoint.items_path else "the body"
-                raise DamError(
-                    f"{self.name}: {where} is not a list in the response of "
-                    f"{safe_url(resp.url)} (check list.items_path)"
-                )
+                raise not_a_list(self.name, self._key(endpoint, "items_path"),
+                                 endpoint.items_path, body, items, resp.url)
+            check_ids(self.name, self._key(endpoint, "id_field"), endpoint.id_field, items,
+                      resp.url)
             fingerprint = tuple(_fingerprint(it, endpoint.id_field) for it in items)
-            paginator.advance(
-                PageResponse(resp.url, resp.headers, body, len(items), fingerprint)
-            )
-            yield items
+            try:
+                paginator.advance(
+                    PageResponse(resp.url, resp.headers, body, len(items), fingerprint)
+                )
+            except PaginationLoopError as exc:
+                keys = " or ".join(
+                    f"sources.{self.name}.rest.pagination.{k}" for k in paginator.loop_keys
+                )
+                hint = f"; the DAM does not read the paging parameter: check {keys}"
+                raise PaginationLoopError(
+                    f"{self.name}: {exc}{hint if keys else ''}",
+                    key=f"sources.{self.name}.rest.pagination",
+                ) from None
+            yield items, paginator.position()
 
-    def _send(self, method: str, url: str, params: dict[str, str] | None) -> requests.Response:
-        """One request with budget, timeout and bounded retries; returns a final response."""
+    def auth_keys(self) -> str:
+        """The config keys holding this DAM's credentials, for messages (never values)."""
+        return auth_keys(self.name, self.config)
+
+    def _key(self, endpoint: ListEndpointConfig, name: str) -> str:
+        return endpoint_key(self.name, self.config, endpoint, name)
+
+    def _send(
+        self, method: str, url: str, params: dict[str, str] | None, json_body: Any = None
+    ) -> requests.Response:
+        """One request with budget, timeout and bounded retries; returns a final response
+        (`json_body`: a JSON request body, as a GraphQL POST sends)."""
         reauthenticated = False  # once per request, whatever the retries in between
 
         def attempt() -> requests.Response:
@@ -292,7 +338,7 @@ class RestSource(DamSource):
                     resp: requests.Response | None = None
                     try:
                         answer = self.session.request(
-                            method, url, params=params, headers=headers,
+                            method, url, params=params, headers=headers, json=json_body,
                             timeout=self.config.timeout,
                         )
                     except requests.RequestException as exc:
@@ -317,7 +363,8 @@ class RestSource(DamSource):
                     resp.close()
                     raise DamAuthError(
                         f"{self.name}: the DAM refused our credentials (HTTP {status}) "
-                        f"on {safe_url(url)}"
+                        f"on {safe_url(url)}: check {self.auth_keys()}",
+                        key=f"sources.{self.name}.rest.auth",
                     )
                 if is_transient_status(status):
                     resp.close()
@@ -366,13 +413,27 @@ class RestSource(DamSource):
         log.info("%s: %s, retry %d in %.2fs", self.name, reason, failures, delay)
         return delay
 
-    def _raise_for_status(self, resp: requests.Response) -> None:
+    def _raise_for_status(
+        self, resp: requests.Response, endpoint: ListEndpointConfig | None = None
+    ) -> None:
+        """A final non-2xx answer as a DamError; on a listing, with the keys to check."""
         if 200 <= resp.status_code < 300:
             return
-        raise DamError(
-            f"{self.name}: {safe_url(resp.url)} answered HTTP {resp.status_code}"
-            + (f": {self._snippet(resp)}" if resp.status_code < 500 else "")
+        message = f"{self.name}: {safe_url(resp.url)} answered HTTP {resp.status_code}" + (
+            f": {self._snippet(resp)}" if resp.status_code < 500 else ""
         )
+        key: str | None = None
+        if endpoint is not None and resp.status_code in (404, 405, 410):
+            key = self._key(endpoint, "path")
+            message += f". Check sources.{self.name}.rest.base_url and {key}"
+        elif endpoint is not None and resp.status_code in (400, 422):
+            key = self._key(endpoint, "params")
+            message += (
+                f". Check {key}, {self._key(endpoint, 'since_param')}, "
+                f"{self._key(endpoint, 'since_format')} and sources.{self.name}.rest."
+                "pagination (the parameters this request sent)"
+            )
+        raise DamError(message, key=key)
 
     def _snippet(self, resp: requests.Response) -> str:
         """The start of an error body, with any secret we hold blanked out."""
@@ -387,9 +448,22 @@ class RestSource(DamSource):
         try:
             return resp.json()
         except ValueError:
+            key = f"sources.{self.name}.rest"
+            content_type = resp.headers.get("Content-Type")
+            if "html" in (content_type or "").lower() or resp.content[:256].lstrip()[:1] == b"<":
+                # a login or error page (Cloudinary's answer to wrong credentials)
+                raise DamError(
+                    f"{self.name}: expected JSON from {safe_url(resp.url)}, got an HTML page "
+                    f"(Content-Type {content_type!r}): the DAM's answer to wrong "
+                    f"credentials or a wrong URL. Check "
+                    f"{self.auth_keys()}, {key}.base_url and "
+                    f"{key}.list.path",
+                    key=f"{key}.base_url",
+                ) from None
             raise DamError(
-                f"{self.name}: {safe_url(resp.url)} did not answer JSON "
-                f"(Content-Type {resp.headers.get('Content-Type')!r})"
+                f"{self.name}: expected JSON from {safe_url(resp.url)}, got Content-Type "
+                f"{content_type!r}: check {key}.base_url and {key}.list.path",
+                key=f"{key}.base_url",
             ) from None
 
 

@@ -108,9 +108,15 @@ def parse_events(doc: Any, fields: EventFieldsConfig) -> list[Event]:
         action = action_of(event_type, fields)
         if action == "ignore":
             continue
-        ids = _ids(extract(item, fields.asset_id))
+        paths = (fields.asset_id,) if isinstance(fields.asset_id, str) else fields.asset_id
+        ids: list[str] = []
+        for path in paths:  # the first path holding an id wins
+            ids = _ids(extract(item, path))
+            if ids:
+                break
         if not ids:
-            raise MalformedEvent(f"{where}no asset id at {fields.asset_id!r}")
+            shown = " or ".join(repr(p) for p in paths)
+            raise MalformedEvent(f"{where}no asset id at {shown}")
         record = None
         if fields.record and action == "upsert":
             found = extract(item, fields.record)

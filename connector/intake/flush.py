@@ -20,6 +20,7 @@ import redis
 from connector import retry
 from connector.intake.store import FLUSH_NOW, NO_FLUSH, Batch, IntakeStore
 from connector.retry import is_transient
+from connector.timebudget import COUNTDOWN_MAX
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ FlushScheduler = Callable[[str, float], None]
 #: a flush retried after a transient failure waits 2 s doubling (with jitter) up to 5 min;
 #: a longer Retry-After of the PIM or the DAM wins, up to that too
 RETRY_BACKOFF_BASE = 2.0
-RETRY_BACKOFF_MAX = 300.0
+RETRY_BACKOFF_MAX = float(COUNTDOWN_MAX)  # connector/timebudget.py
 
 
 @dataclass

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from connector.config.model import EventFieldsConfig
-from connector.intake.events import parse_events
+from connector.intake.events import Event, parse_events
 from connector.intake.flush import FlushScheduler
 from connector.intake.store import FLUSH_LATER, FLUSH_NOW, IntakeStore
 
@@ -36,7 +36,27 @@ def record_document(
     Once `store.record` returned the events are durable: a failure to enqueue the flush is
     logged and swallowed (the next event, or the periodic sweep, schedules one).
     """
-    events = parse_events(doc, fields)
+    return record_events(
+        store,
+        parse_events(doc, fields),
+        via=via,
+        delivery_id=delivery_id,
+        dedupe_ttl=dedupe_ttl,
+        schedule=schedule,
+    )
+
+
+def record_events(
+    store: IntakeStore,
+    events: list[Event],
+    *,
+    via: str,
+    delivery_id: str | None,
+    dedupe_ttl: int,
+    schedule: FlushScheduler | None,
+) -> Recorded:
+    """Record already parsed events (a message shape with its own parser: S3 notifications)
+    and schedule their flush; none: counted as ignored."""
     if not events:
         store.ignore(via)
         return Recorded("ignored")

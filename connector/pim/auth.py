@@ -24,11 +24,16 @@ from typing import Any, cast
 
 import redis
 
+from connector import metrics
 from connector.pim.errors import PermanentPimError, PimAuthError, PimError, TransientPimError
 from connector.redis_conn import Keys
 from connector.settings import PimCredentials
 
 log = logging.getLogger(__name__)
+
+#: token counters that are grants, as the `grant` label of connector_pim_token_grants_total
+_GRANTS = {"password_grants": "password", "refresh_grants": "refresh",
+           "refresh_failures": "refresh_refused"}
 
 #: POSTs a token-endpoint body and returns the decoded JSON answer; raises PimError.
 GrantFunction = Callable[[dict[str, Any]], dict[str, Any]]
@@ -100,6 +105,7 @@ class TokenManager:
         self._credentials = credentials
         self._grant = grant
         self._redis = redis_client
+        self._keys = keys
         self.token_key = keys.of("pim", "token")
         self.lock_key = keys.of("pim", "token", "lock")
         self.refresh_margin = refresh_margin
@@ -292,3 +298,6 @@ class TokenManager:
     def _count(self, name: str) -> None:
         with self._stats_lock:
             self._stats[name] += 1
+        grant = _GRANTS.get(name)
+        if grant is not None:  # fleet-wide metrics (connector.metrics)
+            metrics.add("pim_tokens", grant, keys=self._keys)

@@ -32,6 +32,7 @@ from typing import Any, cast
 
 import redis
 
+from connector import metrics
 from connector.config.model import PimConfig
 from connector.pim.errors import TransientPimError
 from connector.redis_conn import Keys
@@ -150,6 +151,7 @@ class RequestBudget:
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
         self._redis = redis_client
+        self._keys = keys
         self.max_in_flight = max_in_flight
         self.rate_limit, self.rate_window_ms = rate_window(requests_per_second, window_margin)
         self.option_limit, self.option_window_ms = rate_window(
@@ -286,6 +288,9 @@ class RequestBudget:
                 self._stats["waiting_now"] -= 1
                 self._stats["waits"] += 1
                 self._stats["wait_seconds"] += seconds
+        if waited:  # fleet-wide metrics (connector.metrics), flushed after the task
+            metrics.add("budget_waits", self.label.lower(), keys=self._keys)
+            metrics.add("budget_wait", self.label.lower(), by=seconds, keys=self._keys)
 
     def stats(self) -> dict[str, float]:
         """This process's acquisitions, how many had to wait (and how long in total), how

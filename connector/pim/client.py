@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 from collections import defaultdict, deque
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import quote, unquote, urlsplit
 
+from connector import metrics
 from connector.config.model import PimConfig
 from connector.pim.errors import (
     AssetResult,
@@ -30,6 +33,7 @@ from connector.pim.errors import (
     TransientPimError,
 )
 from connector.pim.http import classify_status
+from connector.pim.multipart import MultipartFile
 from connector.pim.transport import API, PimTransport
 from connector.redis_conn import Keys, get_redis
 from connector.settings import PimCredentials
@@ -37,6 +41,7 @@ from connector.settings import PimCredentials
 BULK_LIMIT = 100  # Akeneo refuses more than 100 items per bulk request (413)
 COLLECTION_JSON = "application/vnd.akeneo.collection+json"
 MEDIA_CODE_HEADER = "Asset-media-file-code"
+_COPY_CHUNK = 1024 * 1024
 
 
 def _seg(value: str) -> str:
@@ -47,6 +52,15 @@ def _seg(value: str) -> str:
 def _media_seg(code: str) -> str:
     """A media-file code keeps its slashes (`a/b/c/d/<sha1>_name`), as Akeneo's clients do."""
     return quote(code, safe="/")
+
+
+def _uploaded_bytes(fileobj: IO[bytes], start: int) -> int:
+    """What an upload sent (for the metrics): the file's size from `start`; 0 when it
+    cannot be told."""
+    try:
+        return max(0, fileobj.seek(0, os.SEEK_END) - start)
+    except (OSError, ValueError):
+        return 0
 
 
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
@@ -229,25 +243,31 @@ class AkeneoClient(PimTransport):
     def upload_media_file(self, path_or_fileobj: str | os.PathLike[str] | IO[bytes],
                           filename: str) -> str:
         """multipart `file`; returns the media-file code from `Asset-media-file-code`
-        (case-insensitive) or, failing that, the last segment of `Location`."""
+        (case-insensitive) or, failing that, the last segment of `Location`.
+
+        The body is streamed (`connector.pim.multipart`): memory stays flat for any file
+        size. An open file is sent from where it stands; a retry sends it from there again.
+        """
         if isinstance(path_or_fileobj, str | os.PathLike):
             source = Path(path_or_fileobj)
             if not source.is_file():
                 raise FileNotFoundError(f"media file to upload does not exist: {source}")
+            with source.open("rb") as handle:
+                return self._upload_stream(handle, 0, filename)
+        fileobj = path_or_fileobj
+        if fileobj.seekable():
+            return self._upload_stream(fileobj, fileobj.tell(), filename)
+        with tempfile.TemporaryFile() as copy:  # a pipe: kept on disk, so a retry can resend
+            shutil.copyfileobj(fileobj, copy, _COPY_CHUNK)
+            return self._upload_stream(copy, 0, filename)
 
-            def files() -> dict[str, Any]:
-                return {"file": (filename, source.read_bytes())}
-        else:
-            fileobj = path_or_fileobj
-            start = fileobj.tell() if fileobj.seekable() else None
-
-            def files() -> dict[str, Any]:
-                if start is not None:
-                    fileobj.seek(start)  # a 401 retry must send the whole file again
-                return {"file": (filename, fileobj)}
+    def _upload_stream(self, fileobj: IO[bytes], start: int, filename: str) -> str:
+        def body() -> tuple[MultipartFile, dict[str, str]]:
+            part = MultipartFile("file", filename, fileobj, start)
+            return part, {"Content-Type": part.content_type}
 
         path = f"{API}/asset-media-files"
-        response = self._check(self._request("POST", path, files=files), "POST")
+        response = self._check(self._request("POST", path, body=body), "POST")
         code = media_code_from_headers(response.headers)
         if not code:
             raise PermanentPimError(
@@ -255,6 +275,7 @@ class AkeneoClient(PimTransport):
                 status=response.status_code, method="POST", path=path,
             )
         self._count("media_uploads")
+        metrics.add("media_uploaded", by=_uploaded_bytes(fileobj, start), keys=self._keys)
         return code
 
     def download_media_file(self, code: str) -> bytes:

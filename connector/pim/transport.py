@@ -19,9 +19,11 @@ from urllib.parse import urljoin, urlsplit
 
 import redis
 import requests
-from requests.adapters import HTTPAdapter
 
+from connector import metrics
 from connector.config.model import PimConfig
+from connector.http_session import PooledSession
+from connector.metrics import endpoint_template
 from connector.pim.auth import TokenManager
 from connector.pim.budget import RequestBudget
 from connector.pim.errors import PermanentPimError, PimAuthError, TransientPimError
@@ -36,6 +38,9 @@ TOKEN_PATH = "/api/oauth/v1/token"
 
 #: Builds the `files=` argument of one attempt (a file must be re-read on a retry).
 FilesFactory = Callable[[], dict[str, Any]]
+#: Builds the streamed body of one attempt and its headers (a stream must restart on a
+#: retry): `(data, headers)`, e.g. a `connector.pim.multipart.MultipartFile`.
+BodyFactory = Callable[[], tuple[Any, dict[str, str]]]
 
 
 class PimTransport:
@@ -65,12 +70,8 @@ class PimTransport:
             lock_ttl=2 * self.config.timeout + 5,
             wait_timeout=3 * self.config.timeout + 10,
         )
-        self._session = requests.Session()
-        adapter = HTTPAdapter(
-            pool_connections=1, pool_maxsize=max(1, self.config.max_in_flight), max_retries=0
-        )
-        self._session.mount("http://", adapter)
-        self._session.mount("https://", adapter)
+        # one keep-alive pool for every request of this process (connector.http_session)
+        self._session = PooledSession(pool_maxsize=self.config.max_in_flight)
         self._session.headers["Accept"] = "application/json"
         self._stats_lock = threading.Lock()
         self._stats: dict[str, float] = defaultdict(float)
@@ -112,11 +113,15 @@ class PimTransport:
         token: str | None,
         option_write: bool = False,
         files: FilesFactory | None = None,
+        body: BodyFactory | None = None,
         **kwargs: Any,
     ) -> requests.Response:
         """One HTTP exchange inside a budget slot; records a Retry-After for every process."""
         path = urlsplit(url).path
         headers = dict(kwargs.pop("headers", None) or {})
+        if body is not None:
+            kwargs["data"], more = body()
+            headers.update(more)
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
         with self.budget.slot(option_write=option_write):
@@ -133,6 +138,8 @@ class PimTransport:
                 )
             except requests.RequestException as exc:
                 self._count("requests")
+                metrics.add("pim_requests", method, endpoint_template(path), "error",
+                            keys=self._keys)
                 self._count("transport_errors")
                 failure = classify_exception(exc, method=method, path=path)
                 log.info("PIM %s %s failed: %s", method, path, failure.message)
@@ -143,10 +150,16 @@ class PimTransport:
                 # slot must find the gate closed, not send in between.
                 error = response_error(response, method=method, path=path)
                 retry_after = getattr(error, "retry_after", None)
+                if response.status_code == 429:
+                    metrics.add("pim_throttled", endpoint_template(path), keys=self._keys)
+                metrics.add("pim_retry_after", endpoint_template(path), by=retry_after or 0,
+                            keys=self._keys)
                 if retry_after:
                     self.budget.block_for(retry_after)
         self._count("requests")
         self._count(f"status_{response.status_code}")
+        metrics.add("pim_requests", method, endpoint_template(path), str(response.status_code),
+                    keys=self._keys)
         log.debug("PIM %s %s → %s (%.3f s)", method, path, response.status_code, elapsed)
         return response
 

@@ -19,15 +19,18 @@ Runs
         just those ids (stored in Redis, not in task arguments); `force` pushes even
         unchanged assets; `dry_run` writes nothing and records differences
         and the side effects it would make (options, uploads, deletions: `plan`).
+        The run records its config's fingerprint and path: a worker whose own config
+        differs refuses the run's tasks and the run fails ("config mismatch", `fleet`).
     run_report(run_id) -> RunReport     state (a RunState), counts (RunCounts: seen,
         skipped, quarantined, unchanged, created, updated, failed/dead_lettered, deleted,
         requests, mean_assets_per_request, duration), progress (chunks_done/total,
-        batches_done/total), errors. Live while running; state "abandoned" when its lock
-        expired with no finisher.
+        batches_done/total), errors, config_path/config_hash. Live while running; state
+        "abandoned" when its lock expired with no finisher.
     list_runs(source, limit=20) -> list[RunReport]   newest first
     watermark(source) -> datetime | None;  set_watermark(source, moment | None)
     lock_holder(source) -> str | None;  source_status(source) -> dict
-    dry_run_differences(run_id) -> list[dict]   value-level diffs of a dry run
+    dry_run_differences(run_id) -> list[dict]   value-level diffs of a dry run (creates
+        too: every value they would set, PIM None)
 
 Failures
     dead_letters(source, limit=100) -> list[dict]   PIM status, message, errors[],
@@ -43,7 +46,8 @@ Maintenance
         assets this connector created whose DAM asset is gone) and missing (DAM product
         assets absent from the PIM); apply=True applies the deletion policy to orphans and
         starts a run for the missing. More orphans than `deletion_policy.max_deletions`
-        allows → MassDeletionError, nothing deleted (unless allow_mass_deletion)
+        allows → MassDeletionError, nothing deleted (unless allow_mass_deletion). It holds
+        the source's run lock: a run in progress → SourceBusyError, nothing compared
     apply_deletions(source, dam_ids) -> dict   the source's DeletionPolicy
     linking.pending_links(source, limit=None) -> list[dict]   direct product links not
         made yet (product missing, write refused), retried at the end of every run and
@@ -58,8 +62,11 @@ Real time (intake)
         the PIM could not take some of them: retry the task (only those are re-pushed).
 
 Task bodies (tasks/pipeline.py only)
-    start_and_fetch(source, trigger), fetch(run_id), transform(run_id, chunk_id),
-    push(run_id, batch_id), gave_up(kind, run_id, item_id, error)
+    start_and_fetch(source, trigger), fetch(run_id, part=0) (a long fetch goes on in
+    parts: steps/slices.py), transform(run_id, chunk_id),
+    push(run_id, batch_id), gave_up(kind, run_id, item_id, error),
+    remember_task_run(task_id, run_id) and hard_time_limit_exceeded(kind, limit, task_id=,
+    run_id=, item_id=, part=) (a task the pool killed: its run fails at once, `timelimits`)
 
 Wiring
     Services(config, redis, keys, client=, cache=, sources=, enqueuer=, ...) holds the
@@ -81,14 +88,15 @@ from connector.pipeline.deletions import apply_deletions
 from connector.pipeline.errors import (
     MassDeletionError,
     PipelineError,
+    SourceBusyError,
     SyncUnavailableError,
     UnknownRunError,
     UnknownSourceError,
 )
+from connector.pipeline.explain import explain
 from connector.pipeline.ops import (
     dead_letters,
     dry_run_differences,
-    explain,
     list_runs,
     lock_holder,
     quarantine,
@@ -106,6 +114,7 @@ from connector.pipeline.steps.fetch import fetch
 from connector.pipeline.steps.push import push
 from connector.pipeline.steps.start import start_and_fetch, start_run
 from connector.pipeline.steps.transform import transform
+from connector.pipeline.timelimits import hard_time_limit_exceeded, remember_task_run
 
 __all__ = [
     "Enqueuer",
@@ -116,6 +125,7 @@ __all__ = [
     "RunReport",
     "RunState",
     "Services",
+    "SourceBusyError",
     "StartResult",
     "SyncUnavailableError",
     "UnknownRunError",
@@ -127,11 +137,13 @@ __all__ = [
     "fetch",
     "gave_up",
     "get_services",
+    "hard_time_limit_exceeded",
     "list_runs",
     "lock_holder",
     "push",
     "quarantine",
     "reconcile",
+    "remember_task_run",
     "retry_dead_letters",
     "run_report",
     "set_services",

@@ -191,9 +191,10 @@ def dry_run_batch(
     diff_key = s.runs.key(record.run_id, "diff")
     for asset in assets:
         existing = s.client.get_asset(family, asset.code)
-        if existing is None:
+        if existing is None:  # every value it would set, from nothing
             transitions.append((asset.dam_id, "created"))
-            diff: dict[str, Any] = {"action": "create", "code": asset.code, "family": family}
+            diff: dict[str, Any] = {"action": "create", "code": asset.code, "family": family,
+                                    "differences": value_differences(asset.values, {})}
         else:
             diffs = value_differences(asset.values, existing.get("values") or {})
             transitions.append((asset.dam_id, "updated" if diffs else "unchanged"))

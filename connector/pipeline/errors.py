@@ -29,6 +29,29 @@ class MassDeletionError(PipelineError):
         self.report = report
 
 
+class SourceBusyError(PipelineError):
+    """The source's run lock is held (a run, or another reconcile): a reconcile never runs
+    beside a sync of the same source, whose pushes would race its comparison."""
+
+    def __init__(self, source: str, holder: str) -> None:
+        super().__init__(
+            f"source {source} is busy with {busy_with(holder)}: reconcile refused, "
+            "try again when it has finished"
+        )
+        self.source = source
+        self.holder = holder
+
+
+RECONCILE_LOCK_PREFIX = "reconcile:"
+
+
+def busy_with(holder: str) -> str:
+    """Who holds a source's lock, in words: `run <id>` or `a reconciliation (<token>)`."""
+    if holder.startswith(RECONCILE_LOCK_PREFIX):
+        return f"a reconciliation ({holder})"
+    return f"run {holder}"
+
+
 class SyncUnavailableError(TransientPimError):
     """The PIM could not take (part of) a real-time sync: the caller's task should retry.
 

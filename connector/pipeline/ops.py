@@ -1,4 +1,5 @@
-"""Read-side and operator actions for the CLI: reports, runs, dead letters, explain."""
+"""Read-side and operator actions for the CLI: reports, runs, dead letters (explain:
+`connector.pipeline.explain`)."""
 
 from __future__ import annotations
 
@@ -7,17 +8,13 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from connector.dam.base import BadRecord, DamAsset
 from connector.pipeline.errors import SyncUnavailableError, UnknownRunError
 from connector.pipeline.realtime import sync_assets_by_id
 from connector.pipeline.runs import TERMINAL_STATES, RunRecord, RunReport, RunState
 from connector.pipeline.runs.report import live_counts
 from connector.pipeline.services import Services, get_services
 from connector.pipeline.steps.common import PIM_BULK_LIMIT
-from connector.pipeline.steps.fetch import get_current
 from connector.pipeline.steps.start import start_run
-from connector.transform.plan import PlannedAsset
-from connector.transform.result import Quarantined, Skipped, TransformedAsset
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -44,6 +41,8 @@ def _record_dict(s: Services, record: RunRecord) -> RunReport:
         "error": record.error,
         "watermark_before": _iso(record.watermark_before),
         "watermark_after": _iso(record.watermark_after),
+        "config_path": record.config_path,
+        "config_hash": record.config_hash,
     }
 
 
@@ -180,50 +179,3 @@ def dry_run_differences(
     s = services or get_services()
     raw = s.redis.hgetall(s.runs.key(run_id, "diff"))
     return [dict(json.loads(v), dam_id=k.decode()) for k, v in sorted(raw.items())]
-
-
-def explain(source: str, dam_id: str, *, services: Services | None = None) -> dict[str, Any]:
-    """Everything known about one DAM asset: its current DAM record, what the transform
-    makes of it now (planned: `planned_effects` lists the options and uploads a sync would
-    make first; nothing is written), and what the connector last did with it (push result,
-    dead letter, quarantine)."""
-    s = services or get_services()
-    s.source_config(source)
-    out: dict[str, Any] = {"source": source, "dam_id": dam_id}
-    asset: DamAsset | None = None
-    try:
-        current = get_current(s.source(source), dam_id)
-    except Exception as exc:  # the DAM being down must not hide the rest
-        out["dam_error"] = f"{type(exc).__name__}: {exc}"
-    else:
-        if isinstance(current, BadRecord):
-            out["dam_error"] = f"the DAM record cannot be read: {current.reason}"
-        else:
-            asset = current
-    out["dam"] = asset.to_dict() if asset is not None else None
-    if asset is not None:
-        try:  # planning only: explaining an asset never writes (no option, no upload)
-            result: PlannedAsset | TransformedAsset | Quarantined | Skipped = (
-                s.transformer(source).plan(asset)
-            )
-        except Exception as exc:  # e.g. the PIM (structure) is unreachable
-            out["transform_error"] = f"{type(exc).__name__}: {exc}"
-        else:
-            if isinstance(result, PlannedAsset):
-                out["planned_effects"] = result.effects()
-                result.close()
-                result = result.asset
-            if isinstance(result, TransformedAsset):
-                out["transformed"] = result.to_dict()
-                pushed = s.assets.get(source, dam_id)
-                out["would_push"] = pushed is None or pushed.content_hash != result.content_hash
-            elif isinstance(result, Quarantined):
-                out["transformed"] = {"quarantined": result.to_dict()}
-            elif isinstance(result, Skipped):
-                out["transformed"] = {"skipped": result.reason}
-    pushed_state = s.assets.get(source, dam_id)
-    out["last_push"] = vars(pushed_state) if pushed_state is not None else None
-    letter = s.dead_letters.get(source, dam_id)
-    out["dead_letter"] = vars(letter) if letter is not None else None
-    out["quarantine"] = s.quarantine.get(source, dam_id)
-    return out

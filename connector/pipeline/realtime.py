@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from connector.dam.base import BadRecord, DamAsset
+from connector.pipeline.completion import tell_alerts
 from connector.pipeline.deletions import apply_deletions
 from connector.pipeline.errors import SyncUnavailableError
 from connector.pipeline.services import Services, get_services
@@ -115,6 +116,8 @@ def sync_assets_by_id(
         counts["deleted"] = deletion["deleted"] + deletion["flagged"] + deletion["not_found"]
         counts["deletion_failed"] = deletion["failed"]  # dead letters of kind deletion
         counts["errors"] = deletion["errors"]
+    if counts["failed"] or counts.get("deletion_failed"):
+        tell_alerts(s, source)  # new dead letters, debounced (connector/alerts.py)
     if waiting:
         raise SyncUnavailableError(
             f"the PIM could not take {waiting} asset(s) of {source} now: "

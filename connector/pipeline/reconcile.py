@@ -16,6 +16,11 @@ orphans are counted against `deletion_policy.max_deletions` first (over it: noth
 deleted, MassDeletionError), then the deletion policy runs on them and a run with the
 missing ids (force: their stored hashes would call them "unchanged") is started. Pending direct
 product links are counted (`pending_links`) and, with apply=True, tried again.
+
+A reconcile holds the source's run lock (`reconcile:<random>`), renewed page by page: a
+sync's pushes would race the comparison (an asset created meanwhile counted missing, one
+deleted counted an orphan), so a reconcile refuses a busy source (SourceBusyError) and a
+sync started meanwhile is `busy`. The re-queue run takes the lock over, with no gap.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from connector.pipeline.deletions import apply_to_codes, check_mass_deletion
+from connector.pipeline.errors import RECONCILE_LOCK_PREFIX, SourceBusyError
 from connector.pipeline.linking import LinkState, SourceOnly, retry_pending
 from connector.pipeline.services import Services, get_services
 from connector.pipeline.steps.fetch import product_family_of
@@ -61,7 +67,16 @@ def reconcile(
     s = services or get_services()
     config = s.source_config(source)
     families = [f.name for f in s.config.families_of(config)]
-    base = s.keys.of("reconcile", source, secrets.token_hex(4))
+    random = secrets.token_hex(4)
+    token = RECONCILE_LOCK_PREFIX + random
+    holder = s.runs.acquire(source, token, s.sync.run_lock_ttl)
+    if holder is not None:
+        raise SourceBusyError(source, holder)
+
+    def renew() -> None:
+        s.runs.renew(source, token, s.sync.run_lock_ttl)
+
+    base = s.keys.of("reconcile", source, random)
     dam_codes, dam_ids = f"{base}:dam", f"{base}:damid"
     temp: list[str] = [dam_codes, dam_ids]
     report: dict[str, Any] = {"source": source, "families": families, "dam_product_assets": 0,
@@ -88,6 +103,7 @@ def reconcile(
             pipe.expire(dam_codes, WORK_TTL)
             pipe.expire(dam_ids, WORK_TTL)
             pipe.execute()
+            renew()
         report["dam_product_assets"] = int(s.redis.scard(dam_codes))
 
         # PIM side, one set per family.
@@ -102,6 +118,7 @@ def reconcile(
                 if len(batch) >= PAGE:
                     s.redis.sadd(key, *batch)
                     batch = []
+                    renew()
             if batch:
                 s.redis.sadd(key, *batch)
             s.redis.expire(key, WORK_TTL)
@@ -151,9 +168,11 @@ def reconcile(
                 pim_total = sum(report["pim_assets"].values()) - report["foreign"]
                 check_mass_deletion(s, source, "reconcile", candidates, pim_total, report=report)
             _apply_orphans(s, source, base, families, report)
+            renew()
         if apply and report["missing"]:
             started = start_run(
-                source, "reconcile", asset_ids=_listed(s, requeue), force=True, services=s
+                source, "reconcile", asset_ids=_listed(s, requeue), force=True, services=s,
+                lock_token=token,
             )
             report["requeue"] = started.to_dict()
 
@@ -165,6 +184,7 @@ def reconcile(
         report["pending_links"] = links.pending_count(source)
     finally:
         s.redis.delete(*temp)
+        s.runs.release(source, token)  # a no-op once the re-queue run took it over
     return report
 
 

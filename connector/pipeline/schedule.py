@@ -2,9 +2,9 @@
 
 One entry per source with a `schedule` (kind `sync`: start a run and fetch) and one per
 source with a `reconcile_schedule` (kind `reconcile`). A source fed in real time keeps its
-scheduled poll as a safety net unless `realtime.poll_enabled` is false. Running two beats
-by mistake does not run a source twice: the scheduled run takes the source's run lock, and
-the second gets "busy".
+scheduled poll as a safety net unless `realtime.poll_enabled` is false. Several beats fire
+each entry once (celery-redbeat, tasks/beat.py); and a start that finds the source's run
+lock held (a manual sync, a reconcile) gets "busy" anyway.
 
 Which task and queue carry each kind is the task layer's business (tasks/routing.py;
 celeryconfig.py turns these entries into beat entries), so this module names no task.
@@ -17,7 +17,10 @@ from typing import Any, Literal
 
 from connector.config.model import Config, ScheduleConfig
 
-ScheduleKind = Literal["sync", "reconcile"]
+ScheduleKind = Literal["sync", "reconcile", "freshness"]
+
+#: how often the freshness of every source is compared with `alerts.freshness_seconds`
+FRESHNESS_EVERY = 60.0
 
 
 class ScheduleError(ValueError):
@@ -71,4 +74,6 @@ def schedule_entries(config: Config) -> list[ScheduleEntry]:
                 _entry(f"reconcile:{source.name}", "reconcile",
                        {"source": source.name, "apply": True}, source.reconcile_schedule)
             )
+    if config.alerts.webhooks and config.alerts.freshness_seconds:
+        entries.append(ScheduleEntry("alerts:freshness", "freshness", {}, every=FRESHNESS_EVERY))
     return entries

@@ -27,6 +27,7 @@ from connector.pipeline.stores import AssetStateStore, DeadLetterStore
 from connector.redis_conn import Keys, get_redis
 
 if TYPE_CHECKING:
+    from connector.alerts import Alerts
     from connector.dam.base import DamAsset, DamSource
     from connector.intake.flush import FlushScheduler
     from connector.pim.structure import AssetFamilyStructure
@@ -39,8 +40,9 @@ class Enqueuer(Protocol):
     Only ids travel: the work itself waits in Redis under the run's keys.
     """
 
-    def fetch(self, source: str, run_id: str) -> None:
-        """Run the fetch step of `run_id` (on the fetch queue)."""
+    def fetch(self, source: str, run_id: str, part: int = 0) -> None:
+        """Run part `part` of the fetch step of `run_id` (on the fetch queue); parts after
+        the first go on where the previous one stopped (steps/slices.py)."""
 
     def transform(self, run_id: str, chunk_id: str, media: bool = False) -> None:
         """Transform one stored chunk (media families have a queue of their own)."""
@@ -143,6 +145,9 @@ class Services:
         self.runs = RunStore(self.redis, self.keys)
         self.assets = AssetStateStore(self.redis, self.keys)
         self.dead_letters = DeadLetterStore(self.redis, self.keys)
+        self._alerts: Alerts | None = None
+        if config.alerts.webhooks:  # count new dead letters for the alerts
+            self.dead_letters.on_new = lambda source: self.alerts.note_dead_letter(source)
         self._client = client
         self._cache = cache
         self._sources: dict[str, DamSource] = dict(sources or {})
@@ -151,6 +156,7 @@ class Services:
         self._transformers: dict[str, TransformerLike] = {}
         self._quarantine = quarantine
         self._lock = threading.RLock()
+        self._config_hash: str | None = None
 
     # ------------------------------------------------------------------ config
 
@@ -158,6 +164,16 @@ class Services:
     def sync(self) -> SyncConfig:
         """The run settings (batch sizes, retries, lock TTL, watermark overlap)."""
         return self.config.sync
+
+    @property
+    def config_hash(self) -> str:
+        """The fingerprint of this process's config (runs record it, workers compare it)."""
+        with self._lock:
+            if self._config_hash is None:
+                from connector.config.fingerprint import config_fingerprint
+
+                self._config_hash = config_fingerprint(self.config)
+            return self._config_hash
 
     def source_config(self, name: str) -> SourceConfig:
         try:
@@ -167,6 +183,16 @@ class Services:
             raise UnknownSourceError(f"unknown source {name!r} (configured: {known})") from None
 
     # ------------------------------------------------------------------ lazy parts
+
+    @property
+    def alerts(self) -> Alerts:
+        """The `alerts:` webhooks (connector/alerts.py); sends nothing when none is set."""
+        with self._lock:
+            if self._alerts is None:
+                from connector.alerts import alerts_for
+
+                self._alerts = alerts_for(self.config, self.redis, self.keys)
+            return self._alerts
 
     @property
     def client(self) -> PimClientLike:

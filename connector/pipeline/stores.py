@@ -4,7 +4,7 @@ dead-letter store. Both are Redis hashes keyed by DAM id, so every write is idem
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -39,7 +39,13 @@ class PushedState:
         return self.status != "failed" or self.in_pim
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self))
+        """Written once per pushed asset: the fields by hand, not `asdict` (which
+        deep-copies `result`); same keys, same order."""
+        return json.dumps({
+            "code": self.code, "family": self.family, "content_hash": self.content_hash,
+            "status": self.status, "result": self.result, "run_id": self.run_id,
+            "at": self.at, "in_pim": self.in_pim,
+        })
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> PushedState:
@@ -189,17 +195,24 @@ class DeadLetter:
 
 
 class DeadLetterStore:
-    """`dead:<source>`: dam id → DeadLetter. A later successful push removes the entry."""
+    """`dead:<source>`: dam id → DeadLetter. A later successful push removes the entry.
 
-    def __init__(self, redis_client: redis.Redis, keys: Keys) -> None:
+    `on_new(source)` is called for an id the store did not hold yet (the alerts count
+    new dead letters this way, connector/alerts.py)."""
+
+    def __init__(self, redis_client: redis.Redis, keys: Keys,
+                 on_new: Callable[[str], None] | None = None) -> None:
         self.redis: SyncRedis = redis_client
         self.keys = keys
+        self.on_new = on_new
 
     def _key(self, source: str) -> str:
         return self.keys.of("dead", source)
 
     def add(self, source: str, letter: DeadLetter) -> None:
-        self.redis.hset(self._key(source), letter.dam_id, letter.to_json())
+        added = self.redis.hset(self._key(source), letter.dam_id, letter.to_json())
+        if added and self.on_new is not None:
+            self.on_new(source)
 
     def get(self, source: str, dam_id: str) -> DeadLetter | None:
         raw = self.redis.hget(self._key(source), dam_id)

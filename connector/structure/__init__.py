@@ -8,7 +8,8 @@ states is compared: labels the file does not mention and properties it leaves ou
 as the PIM has them.
 
 `connector check` (check.py) reads that live structure too, to find mapping mistakes before
-a sync runs.
+a sync runs; dam_probe.py and sample.py are its DAM side (each source probed, the mapping
+tried on sampled records).
 """
 
 from connector.structure.apply import ApplyItem, ApplyReport, apply_structure

@@ -24,6 +24,18 @@ from connector.structure.spec import (
 Action = Literal["created", "updated", "unchanged", "conflict", "failed"]
 Kind = Literal["family", "attribute", "option"]
 
+# What Akeneo creates by itself with every new asset family (docs/akeneo.md): a dry run
+# compares the file with these, as the real apply compares it with what the PIM answers
+# once the family exists; the same `(fields)` are reported for both.
+PIM_DEFAULT_ATTRIBUTES: dict[str, dict[str, Any]] = {
+    "label": {"code": "label", "type": "text", "value_per_locale": True,
+              "value_per_channel": False, "labels": {}},
+    "media": {"code": "media", "type": "media_file", "media_type": "image",
+              "value_per_locale": False, "value_per_channel": False, "labels": {}},
+}
+_DEFAULT_FIELDS = {"label": ("type", "value_per_locale"), "media": ("type", "media_type")}
+BY_PIM = "created by the PIM with the family (not by this file)"
+
 
 class StructureWriter(Protocol):
     """The part of `AkeneoClient` that `apply_structure` uses."""
@@ -113,16 +125,36 @@ class _FamilyApplier:
             except PimError as exc:
                 self.items.append(ApplyItem("family", spec.code, "failed", message=str(exc)))
                 return self.items
-            # Re-read: the PIM may fill defaults (or create default attributes) on creation.
-            live_family = (None if self.dry_run else client.get_asset_family(spec.code)) or body
-            live_attrs = {} if self.dry_run else self._live_attributes()
+            # Re-read: the PIM fills defaults and creates its own attributes on creation;
+            # a dry run assumes Akeneo's (`label`, `media`, the main media).
+            if self.dry_run:
+                live_family = {**body, "attribute_as_main_media": "media"}
+                live_attrs = {c: dict(a) for c, a in PIM_DEFAULT_ATTRIBUTES.items()}
+            else:
+                live_family = client.get_asset_family(spec.code) or body
+                live_attrs = self._live_attributes()
         else:
             live_attrs = self._live_attributes()
 
         for attr in spec.attributes:
             self._apply_attribute(attr, live_attrs.get(attr.code))
+        if family_created:
+            self._report_pim_attributes(live_attrs)
         self._apply_family(live_family, live_attrs, family_created)
         return self.items
+
+    def _report_pim_attributes(self, live_attrs: dict[str, dict[str, Any]]) -> None:
+        """The attributes the PIM created with the family that the file does not declare:
+        reported, so that a dry run and the real apply say the same."""
+        for code, live in live_attrs.items():
+            if self.spec.attribute(code) is not None:
+                continue
+            fields_ = _DEFAULT_FIELDS.get(code) or tuple(
+                k for k in ("type", "value_per_locale", "value_per_channel", "media_type")
+                if live.get(k)
+            )
+            item = ApplyItem("attribute", f"{self.spec.code}.{code}", "created", fields_, BY_PIM)
+            self.items.append(item)
 
     def _live_attributes(self) -> dict[str, dict[str, Any]]:
         return {a["code"]: a for a in self.client.get_attributes(self.spec.code)}

@@ -49,6 +49,8 @@ class CheckReport:
     findings: list[Finding] = field(default_factory=list)
     pim_reachable: bool = False
     families: dict[str, str] = field(default_factory=dict)  # name → ok | problems | unknown
+    # DAM side (connector.structure.sample): source name → probe summary; None: not probed
+    sources: dict[str, dict[str, Any]] | None = None
 
     @property
     def errors(self) -> list[Finding]:
@@ -68,6 +70,7 @@ class CheckReport:
             "pim_reachable": self.pim_reachable,
             "families": self.families,
             "findings": [f.to_dict() for f in self.findings],
+            **({"sources": self.sources} if self.sources is not None else {}),
         }
 
 

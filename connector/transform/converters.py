@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import IO, TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 from connector.config.model import AttributeMapping
 from connector.dam.base import DamAsset
@@ -111,6 +111,7 @@ class ConversionContext:
     media: MediaFileHandler | None = None
     pending_media: list[PendingMedia] = field(default_factory=list)
     keep_binaries: bool = False  # planning for a real run: keep downloads for the upload
+    base_url: str | None = None  # relative media links are joined with it (media.base_url)
 
     @property
     def code(self) -> str:
@@ -399,13 +400,29 @@ def convert_multiple_options(value: Any, ctx: ConversionContext) -> list[str]:
 # ---------------------------------------------------------------- media
 
 
+_VIDEO_IDS = frozenset({"youtube", "vimeo"})  # media_link types whose data is an id
+
+
 @register("media_link")
 def convert_media_link(value: Any, ctx: ConversionContext) -> str:
-    """The URL minus the attribute's prefix and suffix (the PIM rebuilds the full URL)."""
+    """The URL minus the attribute's prefix and suffix (the PIM rebuilds the full URL).
+
+    A relative URL (`/files/a.png`, `files/a.png`) is joined with the source's media base
+    URL first, as the adapter does for the binaries it downloads: a link pushed relative
+    would point nowhere. Not for YouTube/Vimeo links (their data is a video id) nor for a
+    value that already starts with the attribute's prefix."""
     if not isinstance(value, str) or not value.strip():
         raise ctx.fail(f"expected a URL, got {type(value).__name__} {_describe(value)}")
     text = value.strip()
     prefix = ctx.attribute.prefix or ""
+    if (
+        ctx.base_url
+        and not (prefix and text.startswith(prefix))
+        and ctx.attribute.media_type not in _VIDEO_IDS
+        and not urlsplit(text).scheme
+        and "://" not in text.split("?", 1)[0]  # a broken absolute URL stays as it is
+    ):
+        text = urljoin(ctx.base_url.rstrip("/") + "/", text)
     suffix = ctx.attribute.suffix or ""
     if prefix:
         if not text.startswith(prefix):

@@ -138,20 +138,26 @@ class MediaFileHandler:
             return pending.code
         field, filename = pending.attribute, pending.filename
         code = pending.code
+        uploaded = False
         if code is None:
             cached = self.redis.get(self.hash_key(str(pending.sha256)))  # uploaded meanwhile?
             if cached:
                 code = cached.decode() if isinstance(cached, bytes) else str(cached)
             else:
                 code = self._upload_planned(asset, pending)
-                self.redis.set(self.hash_key(str(pending.sha256)), code, ex=self.code_ttl)
+                uploaded = True
                 log.info("uploaded media file for asset %s (%s): %s", asset.id, filename, code)
+        # what to remember, in one round trip: the code by content hash (after an upload)
+        # and by the asset's fingerprint
+        pipe = self.redis.pipeline(transaction=False)
+        if uploaded:
+            pipe.set(self.hash_key(str(pending.sha256)), code, ex=self.code_ttl)
         if pending.fingerprint is not None:
             key = self.asset_key(asset, field)
-            pipe = self.redis.pipeline()
             pipe.hset(key, mapping={"fingerprint": pending.fingerprint, "code": code})
             if self.code_ttl:
                 pipe.expire(key, self.code_ttl)
+        if len(pipe):
             pipe.execute()
         return code
 

@@ -105,6 +105,10 @@ class Transformer:
         self.options = options
         self.media = media
         self.families = config.families_of(source)
+        # relative media links are joined with it, as the adapter joins binaries' URLs
+        self.media_base_url = source.media.base_url or (
+            source.rest.base_url if source.rest is not None else None
+        )
         # options this transformer created (the structure snapshot does not know them yet)
         self._created_options: set[tuple[str, str, str]] = set()
 
@@ -338,6 +342,7 @@ class Transformer:
                 media=self.media,
                 pending_media=media,
                 keep_binaries=keep_binaries,
+                base_url=self.media_base_url,
             )
             if attribute.type == "media_file":
                 deferred.append((ctx, locale, channel))  # download only once all else is valid

@@ -33,11 +33,12 @@ CONNECTOR = str(ROOT / ".venv" / "bin" / "connector")
 TOKEN_PATH = "/api/oauth/v1/token"
 FAMILIES = ("packshots", "user_guides", "videos")
 # Keys that only mirror reads or pace requests (rate-limit budgets and gates, the OAuth
-# token, structure-cache statistics and single-flight locks), the broker's, and the runs'
-# own records: everything else is connector state a dry run must leave alone.
+# token, structure-cache statistics and single-flight locks), the broker's, the runs' own
+# records and the metrics counters (the dry run's reads are real requests, so they count):
+# everything else is connector state a dry run must leave alone.
 _NOT_STATE = re.compile(
     r"^(run:|runs:|lock:run:|celery:|pim:token|pim:budget:|dam:[^:]+:budget:"
-    r"|structure:stats|structure:lock:)"
+    r"|structure:stats|structure:lock:|metrics$)"
 )
 
 
@@ -149,6 +150,12 @@ def test_dry_run_and_explain_write_nothing_then_the_real_sync_does_what_they_pla
     assert "would create option `tags.autumn`" in dry.stdout
     assert re.search(r"would upload `[^`]+\.pdf` \(sha256 [0-9a-f]{12}…, [\d.]+ k?B\)", dry.stdout)
     assert "pushed" not in dry.stderr and "(dry run)" in dry.stderr
+    # value by value, for the assets it would create too, and bounded
+    assert re.search(r"\n  create    packshots/\S+ \(DAM [^)]+\)\n"
+                     r"      \w+\[[^]]*\]: PIM \(none\) → DAM ", dry.stdout), dry.stdout
+    shown = dry.stdout.count("\n  create    ") + dry.stdout.count("\n  update    ")
+    assert shown == 20
+    assert f"  … and {counts['created'] - 20} more assets (--json lists all" in dry.stdout
     status = cli(world, "status", SOURCE)
     assert status.returncode == 0 and f"dry run: would create {counts['created']}" in status.stdout
 

@@ -18,14 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from connector.config import load_config
-from connector.dam.factory import build_source
-from connector.pipeline.services import Services
-from connector.redis_conn import Keys, get_redis
 from connector.transform.codes import asset_code
-from tests.e2e.world import ROOT, SOURCE, SendTaskEnqueuer, World
+from tests.e2e.world import ROOT, SOURCE, World
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -40,16 +35,7 @@ def world(tmp_path: Path, redis_url: str) -> Iterator[World]:
     try:
         w.start(push_batch_size=3)
         assert w.config_path is not None and w.app is not None and w.services is not None
-        data: dict[str, Any] = yaml.safe_load(w.config_path.read_text())
-        data["families"]["videos"]["product_link"] = dict(DIRECT)
-        w.config_path.write_text(yaml.safe_dump(data, sort_keys=False))
-        w.config = load_config(w.config_path, env=w.env())
-        w.services.close()
-        w.services = Services(
-            w.config, get_redis(w.redis_url), Keys(w.namespace), client=w.client(),
-            sources={SOURCE: build_source(w.config.source(SOURCE))},
-            enqueuer=SendTaskEnqueuer(w.app),
-        )
+        w.edit_config(lambda data: data["families"]["videos"].update(product_link=dict(DIRECT)))
         w.start_worker(concurrency=4)
         yield w
     finally:

@@ -9,11 +9,12 @@ Sizes come from the environment so that bigger runs can be made by hand:
 
 from __future__ import annotations
 
+import contextlib
 import os
-import signal
 import subprocess
 import sys
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,18 +27,42 @@ from connector.config.model import Config
 from connector.pim.client import AkeneoClient
 from connector.pipeline.services import Services
 from connector.redis_conn import Keys, get_redis
-from connector.settings import PimCredentials, Secret
-from connector.structure import apply_structure, load_structure_file
+from connector.settings import PimCredentials
+from sandbox import harness
 from sandbox.dam import DamSandbox
-from sandbox.pim import PimSandbox, PimSandboxSettings
+from sandbox.harness import DAM_TOKEN, ROOT, SOURCE, SendTaskEnqueuer
+from sandbox.pim import PimSandbox
 from sandbox.server import BackgroundServer
 from tasks import routing
 from tests.helpers import wait_for
 
-ROOT = Path(__file__).resolve().parents[2]
-SOURCE = "sandbox"
-DAM_TOKEN = "sandbox-dam-token"
-QUEUES = ",".join((*routing.QUEUES, routing.DEFAULT_QUEUE))
+__all__ = ["DAM_TOKEN", "QUEUES", "ROOT", "SOURCE", "SendTaskEnqueuer", "World", "env_int"]
+
+QUEUES = harness.QUEUES_AND_DEFAULT
+
+
+def delete_amqp_namespace(broker_url: str, namespace: str) -> None:
+    """The queues and exchanges a world declared on RabbitMQ (`<namespace>.<queue>`,
+    tasks/routing.py broker_conf): durable, they would outlive the test otherwise."""
+    from kombu import Connection
+
+    names = [routing.broker_queue(q, namespace, broker_url)
+             for q in (*routing.QUEUES, routing.DEFAULT_QUEUE)]
+    exchanges = [*names, f"{namespace}.celery.pidbox", f"reply.{namespace}.celery.pidbox",
+                 f"{namespace}.celeryev"]
+    with Connection(broker_url, connect_timeout=5) as conn:
+        for kind, name in [("queue", n) for n in names] + [("exchange", n) for n in exchanges]:
+            channel = conn.channel()  # a refused delete closes its channel: one each
+            try:
+                if kind == "queue":
+                    channel.queue_delete(name)
+                else:
+                    channel.exchange_delete(name)
+            except Exception:  # already gone
+                pass
+            finally:
+                with contextlib.suppress(Exception):
+                    channel.close()
 
 
 def env_int(name: str, default: int) -> int:
@@ -46,41 +71,10 @@ def env_int(name: str, default: int) -> int:
 
 def write_config(path: Path, dam_url: str, **sync: Any) -> Path:
     """examples/demo.yaml, pointed at the sandbox DAM, one source, no schedules, fast retries."""
-    data = yaml.safe_load((ROOT / "examples" / "demo.yaml").read_text())
-    source = data["sources"][SOURCE]
-    source["rest"]["base_url"] = dam_url
-    source["rest"]["max_retries"] = 1
-    source["rest"]["requests_per_second"] = 1000
-    source.pop("schedule", None)
-    source.pop("reconcile_schedule", None)
-    data["sources"] = {SOURCE: source}
-    data["pim"]["requests_per_second"] = 1000
-    data["sync"].update({"max_retries": 10, "backoff_base": 0.2, "backoff_max": 2,
-                         "watermark_overlap": 1}, **sync)
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
-
-
-class SendTaskEnqueuer:
-    """tasks.pipeline.CeleryEnqueuer's messages, sent from a Celery app of the test's own
-    (the test process cannot build the `tasks` app: celeryconfig reads the environment
-    once; tasks.routing, plain data, names the tasks and queues)."""
-
-    def __init__(self, app: Celery) -> None:
-        self.app = app
-
-    def fetch(self, source: str, run_id: str) -> None:
-        self.app.send_task(routing.FETCH_TASK, kwargs={"source": source, "run_id": run_id},
-                           queue=routing.queue_of(routing.FETCH_TASK))
-
-    def transform(self, run_id: str, chunk_id: str, media: bool = False) -> None:
-        self.app.send_task(routing.TRANSFORM_TASK, (run_id, chunk_id),
-                           queue=routing.transform_queue(media))
-
-    def push(self, run_id: str, batch_id: str, countdown: float = 0.0) -> None:
-        self.app.send_task(routing.PUSH_TASK, (run_id, batch_id),
-                           queue=routing.queue_of(routing.PUSH_TASK),
-                           countdown=countdown or None)
+    data = harness.demo_config(dam_url)
+    data["sources"][SOURCE]["rest"]["max_retries"] = 1
+    data["sync"].update({"max_retries": 10, "backoff_base": 0.2, "backoff_max": 2}, **sync)
+    return harness.write_yaml(path, data)
 
 
 @dataclass
@@ -107,46 +101,51 @@ class World:
     pim_password: str = "sandbox-password"
     dam_token: str = DAM_TOKEN
     extra_env: dict[str, str] = field(default_factory=dict)
+    # HTTPS sandboxes: clients trust sandbox.server.default_ca().bundle (REQUESTS_CA_BUNDLE)
+    tls: bool = False
 
     # ------------------------------------------------------------------ setup
 
     def start(self, **sync: Any) -> World:
         self.dam = DamSandbox(assets=self.assets, shape="bynder", seed=7, token=self.dam_token)
-        self.dam_server = self.dam.serve("127.0.0.1", 0)
-        self.pim = PimSandbox(PimSandboxSettings(
-            seed=3, max_concurrency=0, secret=self.pim_secret, password=self.pim_password,
-        ))
-        self.pim_server = self.pim.serve("127.0.0.1", 0)
+        self.dam_server = self.dam.serve("127.0.0.1", 0, tls=self.tls)
+        self.pim = harness.local_pim(self.secrets(), seed=3)
+        self.pim_server = self.pim.serve("127.0.0.1", 0, tls=self.tls)
         self.config_path = write_config(self.tmp / "config.yaml", self.dam_server.url, **sync)
         self.config = load_config(self.config_path, env=self.env())
         client = self.client()
-        report = apply_structure(client, load_structure_file(ROOT / "examples" / "structure.yaml"))
-        assert report.ok, report.to_dict()
+        harness.apply_demo_structure(client)
         self.app = Celery("e2e", broker=self.broker_url)
-        self.app.conf.update(
-            task_serializer="json", accept_content=["json"], broker_connection_retry=True,
-            broker_transport_options=self._transport_options(),
-        )
-        from connector.dam.factory import build_source
-
-        self.services = Services(
-            self.config, get_redis(self.redis_url), Keys(self.namespace), client=client,
-            sources={SOURCE: build_source(self.config.source(SOURCE))},
+        self.app.conf.update(harness.sender_conf(self.namespace, self.broker_url,
+                                                 broker_connection_retry=True))
+        self.services = harness.world_services(
+            self.config, self.redis_url, self.namespace, client=client,
             enqueuer=SendTaskEnqueuer(self.app),
         )
         return self
 
-    def _transport_options(self) -> dict[str, Any]:
-        options: dict[str, Any] = {"visibility_timeout": 7200}
-        if self.broker_url.startswith("redis"):
-            options["global_keyprefix"] = f"{self.namespace}:celery:"
-        return options
+    def edit_config(self, change: Callable[[dict[str, Any]], None]) -> None:
+        """Rewrite the config file with `change` applied, before any worker starts, and
+        reload it here: runs this process starts carry the config's fingerprint, and a
+        worker refuses a run started with another config than its own."""
+        assert self.config_path is not None and self.app is not None
+        data = yaml.safe_load(self.config_path.read_text())
+        change(data)
+        self.config_path.write_text(yaml.safe_dump(data, sort_keys=False))
+        self.config = load_config(self.config_path, env=self.env())
+        if self.services is not None:
+            self.services.close()
+        self.services = harness.world_services(
+            self.config, self.redis_url, self.namespace, client=self.client(),
+            enqueuer=SendTaskEnqueuer(self.app),
+        )
+
+    def secrets(self) -> harness.SandboxSecrets:
+        return harness.SandboxSecrets(self.pim_secret, self.pim_password, self.dam_token)
 
     def credentials(self) -> PimCredentials:
         assert self.pim_server is not None
-        return PimCredentials(url=self.pim_server.url, client_id="sandbox-client",
-                              client_secret=Secret(self.pim_secret), username="sandbox",
-                              password=Secret(self.pim_password))
+        return self.secrets().credentials(self.pim_server.url)
 
     def client(self) -> AkeneoClient:
         assert self.config is not None
@@ -156,65 +155,37 @@ class World:
 
     def env(self) -> dict[str, str]:
         assert self.pim_server is not None
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("AKENEO_", "CELERY_"))}
-        env.update({
-            "CONNECTOR_NAMESPACE": self.namespace,
-            "REDIS_URL": self.redis_url,
-            "CELERY_BROKER_URL": self.broker_url,
-            "AKENEO_URL": self.pim_server.url,
-            "AKENEO_CLIENT_ID": "sandbox-client",
-            "AKENEO_CLIENT_SECRET": self.pim_secret,
-            "AKENEO_USERNAME": "sandbox",
-            "AKENEO_PASSWORD": self.pim_password,
-            "DAM_TOKEN": self.dam_token,
-            "PYTHONPATH": str(ROOT),
-            **self.extra_env,
-        })
-        if self.config_path is not None:
-            env["CONNECTOR_CONFIG"] = str(self.config_path)
-        return env
+        return harness.connector_env(
+            namespace=self.namespace, redis_url=self.redis_url, broker_url=self.broker_url,
+            pim_url=self.pim_server.url, secrets=self.secrets(), config_path=self.config_path,
+            extra=self.extra_env,
+        )
 
     def start_worker(
         self, concurrency: int | None = None, loglevel: str = "WARNING", app: str = "tasks"
     ) -> subprocess.Popen[bytes]:
         concurrency = concurrency or env_int("E2E_CONCURRENCY", 3)
         name = f"w{len(self.workers)}-{self.namespace}@127.0.0.1"
-        log = open(self.tmp / f"worker{len(self.workers)}.log", "wb")  # noqa: SIM115
-        proc = subprocess.Popen(
-            [str(ROOT / ".venv" / "bin" / "celery"), "-A", app, "worker", "-l", loglevel,
-             "-c", str(concurrency), "-Q", QUEUES, "-n", name, "--without-gossip",
-             "--without-mingle", "--without-heartbeat"],
-            cwd=ROOT, env=self.env(), stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        argv = harness.worker_argv(name, app=app, queues=QUEUES, concurrency=concurrency,
+                                   loglevel=loglevel)
+        proc = harness.start_process(argv, self.env(), self.tmp / f"worker{len(self.workers)}.log")
         self.workers.append(proc)
         return proc
 
     def stop(self) -> None:
-        for proc in self.workers:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in self.workers:
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=5)
+        harness.stop_processes(self.workers, timeout=15, kill_timeout=5)
         for server in (self.dam_server, self.pim_server):
             if server is not None:
                 server.stop()
         if self.services is not None:
             self.services.close()
-        redis = get_redis(self.redis_url)
-        keys = list(redis.scan_iter(match=f"{self.namespace}:*", count=1000))
-        for i in range(0, len(keys), 500):
-            redis.delete(*keys[i : i + 500])
+        harness.delete_namespace(self.namespace, self.redis_url)
+        if routing.is_amqp(self.broker_url):
+            delete_amqp_namespace(self.broker_url, self.namespace)
 
     def worker_log(self) -> str:
-        return "\n".join(
-            (self.tmp / f"worker{i}.log").read_text(errors="replace")[-4000:]
-            for i in range(len(self.workers))
-        )
+        return "\n".join(harness.log_tail(self.tmp / f"worker{i}.log")
+                         for i in range(len(self.workers)))
 
     # ------------------------------------------------------------------ runs
 

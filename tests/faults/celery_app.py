@@ -5,6 +5,10 @@ Why: with the Redis transport, the messages a SIGKILLed worker held unacked come
 after the visibility timeout (2 h in celeryconfig), and not before the restore mutex a
 killed worker may have held expires (300 s). The kill test shortens that time scale;
 everything else is the production configuration.
+
+FAULTS_FETCH_TIME_LIMIT (seconds, optional): the fetch task's hard time limit, with no soft
+limit, so that the time-limit test sees the pool kill a fetch (tests/faults/
+test_hard_time_limit.py) without waiting 16 minutes.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import os
 
 from tasks import app
+from tasks.pipeline import fetch_changed_assets
 
 _visibility = float(os.environ.get("FAULTS_VISIBILITY_TIMEOUT") or 10)
 app.conf.broker_transport_options = {
@@ -23,5 +28,11 @@ app.conf.broker_transport_options = {
     # mutex expires (300 s by default): keep that on the same compressed time scale
     "unacked_mutex_expire": max(2, int(_visibility / 2)),
 }
+
+_fetch_limit = os.environ.get("FAULTS_FETCH_TIME_LIMIT")
+if _fetch_limit:  # billiard falls back to the pool's soft limit: no default one either
+    app.conf.task_soft_time_limit = None
+    fetch_changed_assets.time_limit = float(_fetch_limit)
+    fetch_changed_assets.soft_time_limit = None
 
 __all__ = ["app"]

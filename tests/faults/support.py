@@ -12,7 +12,6 @@ import contextlib
 import math
 import os
 import signal
-import socket
 import subprocess
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -21,8 +20,15 @@ from typing import Any, TypeVar
 import psutil
 import redis
 
+from sandbox import harness
+from sandbox.harness import free_port
 from tests.e2e.expected import pim_assets
 from tests.helpers import wait_for
+
+__all__ = [
+    "SIZE", "PrivateRedis", "broker_unacked", "free_port", "ideal_bulk_writes",
+    "kill_pool_children", "kill_worker", "scan_for", "sized", "stop_worker", "wait_run_end",
+]
 
 T = TypeVar("T")
 
@@ -32,12 +38,6 @@ SIZE = os.environ.get("CONNECTOR_TEST_SIZE", "ci").strip().lower() or "ci"
 def sized(full: T, ci: T) -> T:
     """`full` when CONNECTOR_TEST_SIZE=full, else the reduced `ci` value."""
     return full if SIZE == "full" else ci
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # ---------------------------------------------------------------- a private Redis
@@ -64,12 +64,12 @@ class PrivateRedis:
         return redis.Redis.from_url(self.url, socket_connect_timeout=1, socket_timeout=5)
 
     def start(self, timeout: float = 20.0) -> PrivateRedis:
-        self.proc = subprocess.Popen(
+        self.proc = harness.start_process(
             ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port),
              "--dir", str(self.directory), "--appendonly", "yes", "--appendfsync", "always",
              "--save", "", "--maxmemory-policy", "noeviction", "--daemonize", "no",
              "--logfile", str(self.directory / "redis.log")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True,
+            os.environ, None,
         )
 
         def answers() -> bool:
@@ -91,8 +91,7 @@ class PrivateRedis:
         try:
             self.proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=5)
+            harness.kill_process(self.proc, timeout=5)
 
     def restart(self) -> None:
         self.shutdown()
@@ -108,21 +107,12 @@ class PrivateRedis:
 
 def kill_worker(proc: subprocess.Popen[bytes]) -> None:
     """SIGKILL the whole worker: the main process and its pool children, no warning."""
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=20)
+    harness.kill_process(proc, timeout=20)
 
 
 def stop_worker(proc: subprocess.Popen[bytes]) -> None:
     """SIGTERM: a warm shutdown (running tasks finish, its own unacked messages go back)."""
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        kill_worker(proc)
+    harness.stop_processes([proc], timeout=30, kill_timeout=20)
 
 
 def kill_pool_children(proc: subprocess.Popen[bytes]) -> int:
@@ -136,7 +126,7 @@ def kill_pool_children(proc: subprocess.Popen[bytes]) -> int:
 
 def broker_unacked(redis_client: redis.Redis, namespace: str) -> int:
     """Messages the Redis transport has delivered and not seen acked (the worker's share)."""
-    count: Any = redis_client.hlen(f"{namespace}:celery:unacked")
+    count: Any = redis_client.hlen(f"{harness.broker_prefix(namespace)}unacked")
     return int(count)
 
 

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from click.testing import CliRunner
 
 from connector.pipeline import dead_letters, list_runs, run_report, set_services, start_run
@@ -38,8 +37,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[
     try:
         w.start()
         assert w.config_path is not None
-        data = yaml.safe_load(w.config_path.read_text())
-        data["sources"][SOURCE]["rest"].update({
+        w.edit_config(lambda data: data["sources"][SOURCE]["rest"].update({
             "max_retries": 5,                # the default
             "requests_per_second": 200,
             # one DAM request in flight fleet-wide: then no request can already be on the
@@ -47,8 +45,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[
             "max_in_flight": 1,
             "backoff_base": 0.05,
             "backoff_max": 0.5,
-        })
-        w.config_path.write_text(yaml.safe_dump(data, sort_keys=False))
+        }))
         w.start_worker(WORKER_CONCURRENCY, loglevel="INFO")
         yield w
     finally:

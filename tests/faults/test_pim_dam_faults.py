@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from click.testing import CliRunner
 
 from connector.pipeline import (
@@ -46,13 +45,10 @@ def world(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[
     try:
         w.start()
         assert w.config_path is not None
-        data = yaml.safe_load(w.config_path.read_text())
-        data["pim"]["timeout"] = PIM_TIMEOUT
         # One PIM request in flight fleet-wide: then no request can already be on the wire
         # when a 429 is answered, and every "early" request is the connector's fault. (With
         # more in flight, a request sent a millisecond before the 429 counts as early too.)
-        data["pim"]["max_in_flight"] = 1
-        w.config_path.write_text(yaml.safe_dump(data, sort_keys=False))
+        w.edit_config(lambda data: data["pim"].update(timeout=PIM_TIMEOUT, max_in_flight=1))
         w.start_worker(WORKER_CONCURRENCY, loglevel="INFO")
         first = w.sync(timeout=sized(600, 120))
         assert first["state"] == "succeeded", first

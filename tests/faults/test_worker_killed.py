@@ -16,7 +16,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-import yaml
 
 from connector.pipeline import run_report, start_run
 from connector.pipeline.runs import utcnow
@@ -50,10 +49,7 @@ def world(tmp_path: Path, redis_url: str) -> Iterator[World]:
         # A SIGKILLed process keeps its fleet-wide PIM budget leases until they expire
         # (2 x timeout + 30 s): by design, a crash costs the fleet those slots for a while.
         # Enough slots that the killed workers' leases never starve the restarted one.
-        assert w.config_path is not None
-        data = yaml.safe_load(w.config_path.read_text())
-        data["pim"]["max_in_flight"] = 4 + 3 * CONCURRENCY
-        w.config_path.write_text(yaml.safe_dump(data, sort_keys=False))
+        w.edit_config(lambda data: data["pim"].update(max_in_flight=4 + 3 * CONCURRENCY))
         yield w
     finally:
         w.stop()

@@ -34,30 +34,28 @@ from celery import Celery
 
 from connector.config import load_config
 from connector.config.model import Config
-from connector.dam.factory import build_source
 from connector.pim.client import AkeneoClient
 from connector.pipeline.services import Services
 from connector.redis_conn import Keys, get_redis
-from connector.settings import PimCredentials, Secret
 from connector.structure import apply_structure, parse_structure
+from sandbox import harness
 from sandbox.dam import DamSandbox
-from sandbox.pim import PimSandbox, PimSandboxSettings
+from sandbox.harness import SendTaskEnqueuer
+from sandbox.pim import PimSandbox
 from sandbox.server import BackgroundServer
-from tasks import routing
-from tests.e2e.world import SendTaskEnqueuer
 from tests.helpers import wait_for
 
-ROOT = Path(__file__).resolve().parents[2]
 SOURCE = "model"
 FAMILY = "model_assets"
 LOCALES = ("en_US", "fr_FR", "de_DE")
 DEFAULT_LOCALE = "en_US"
 SKUS = ("sku1", "sku2", "sku3")
 PRODUCT_ATTRIBUTE = "assets"
-QUEUES = ",".join((*routing.QUEUES, routing.DEFAULT_QUEUE))
+QUEUES = harness.QUEUES_AND_DEFAULT
 DAM_TOKEN = "model-dam-token"
 PIM_SECRET = "model-pim-secret"
 PIM_PASSWORD = "model-pim-password"
+SECRETS = harness.SandboxSecrets(PIM_SECRET, PIM_PASSWORD, DAM_TOKEN)
 
 SIZE = os.environ.get("CONNECTOR_TEST_SIZE", "ci").strip().lower() or "ci"
 
@@ -235,8 +233,7 @@ class World:
     namespace: str = field(default_factory=lambda: f"model-{uuid.uuid4().hex[:10]}")
     dam: DamSandbox = field(default_factory=lambda: DamSandbox(assets=0, bad=False,
                                                                token=DAM_TOKEN))
-    pim: PimSandbox = field(default_factory=lambda: PimSandbox(PimSandboxSettings(
-        seed=5, max_concurrency=0, secret=PIM_SECRET, password=PIM_PASSWORD)))
+    pim: PimSandbox = field(default_factory=lambda: harness.local_pim(SECRETS, seed=5))
     worker: subprocess.Popen[bytes] | None = None
     writes: list[Write] = field(default_factory=list)
     deletions: list[tuple[str, int]] = field(default_factory=list)
@@ -265,25 +262,16 @@ class World:
         return self
 
     def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("AKENEO_", "CELERY_"))}
-        env.update({
-            "CONNECTOR_NAMESPACE": self.namespace, "REDIS_URL": self.redis_url,
-            "CELERY_BROKER_URL": self.redis_url, "AKENEO_URL": self.pim_url,
-            "AKENEO_CLIENT_ID": "sandbox-client", "AKENEO_CLIENT_SECRET": PIM_SECRET,
-            "AKENEO_USERNAME": "sandbox", "AKENEO_PASSWORD": PIM_PASSWORD,
-            "DAM_TOKEN": DAM_TOKEN, "PYTHONPATH": str(ROOT),
-            "CONNECTOR_CONFIG": str(self.tmp / "model.yaml"),
-            "FAULTS_VISIBILITY_TIMEOUT": "10",
-        })
-        return env
+        return harness.connector_env(
+            namespace=self.namespace, redis_url=self.redis_url, broker_url=self.redis_url,
+            pim_url=self.pim_url, secrets=SECRETS, config_path=self.tmp / "model.yaml",
+            extra={"FAULTS_VISIBILITY_TIMEOUT": "10"},
+        )
 
     def client(self) -> AkeneoClient:
         assert self.config is not None
-        creds = PimCredentials(url=self.pim_url, client_id="sandbox-client",
-                               client_secret=Secret(PIM_SECRET), username="sandbox",
-                               password=Secret(PIM_PASSWORD))
-        return AkeneoClient(creds, self.config.pim, get_redis(self.redis_url),
-                            Keys(self.namespace))
+        return AkeneoClient(SECRETS.credentials(self.pim_url), self.config.pim,
+                            get_redis(self.redis_url), Keys(self.namespace))
 
     @property
     def services(self) -> Services:
@@ -292,34 +280,26 @@ class World:
         if self._services is None:
             assert self.config is not None
             app = Celery("model", broker=self.redis_url, backend=self.redis_url)
-            prefix = {"global_keyprefix": f"{self.namespace}:celery:"}
+            prefix = {"global_keyprefix": harness.broker_prefix(self.namespace)}
             app.conf.update(task_serializer="json", accept_content=["json"],
                             broker_transport_options=prefix,
                             result_backend_transport_options=prefix)
-            self._services = Services(
-                self.config, get_redis(self.redis_url), Keys(self.namespace),
-                client=self.client(),
-                sources={SOURCE: build_source(self.config.source(SOURCE))},
-                enqueuer=SendTaskEnqueuer(app),
+            self._services = harness.world_services(
+                self.config, self.redis_url, self.namespace, client=self.client(),
+                enqueuer=SendTaskEnqueuer(app), source=SOURCE,
             )
         return self._services
 
     def start_worker(self) -> None:
-        log = open(self.tmp / "worker.log", "ab")  # noqa: SIM115 - the worker owns it
-        self.worker = subprocess.Popen(
-            [str(ROOT / ".venv" / "bin" / "celery"), "-A", "tests.faults.celery_app", "worker",
-             "-l", "WARNING", "-c", "2", "-Q", QUEUES, "-n", f"{self.namespace}@127.0.0.1",
-             "--without-gossip", "--without-mingle", "--without-heartbeat"],
-            cwd=ROOT, env=self.env(), stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        """The connector's app with a short visibility timeout (tests/faults/celery_app.py)."""
+        argv = harness.worker_argv(f"{self.namespace}@127.0.0.1", app="tests.faults.celery_app",
+                                   queues=QUEUES, concurrency=2)
+        self.worker = harness.start_process(argv, self.env(), self.tmp / "worker.log")
 
     def kill_worker(self) -> None:
         """SIGKILL the whole worker (no warning), then start a new one."""
         assert self.worker is not None
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.worker.pid, signal.SIGKILL)
-        self.worker.wait(timeout=20)
+        harness.kill_process(self.worker, timeout=20)
         self.start_worker()
 
     @contextlib.contextmanager
@@ -335,13 +315,8 @@ class World:
             os.killpg(self.worker.pid, signal.SIGCONT)
 
     def stop(self) -> None:
-        if self.worker is not None and self.worker.poll() is None:
-            os.killpg(self.worker.pid, signal.SIGTERM)
-            try:
-                self.worker.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.worker.pid, signal.SIGKILL)
-                self.worker.wait(timeout=5)
+        if self.worker is not None:
+            harness.stop_processes([self.worker], timeout=15, kill_timeout=5)
         for server in self._servers:
             server.stop()
         if self._services is not None:
@@ -349,8 +324,7 @@ class World:
         self._wipe(everything=True)
 
     def worker_log(self) -> str:
-        path = self.tmp / "worker.log"
-        return path.read_text(errors="replace")[-4000:] if path.exists() else ""
+        return harness.log_tail(self.tmp / "worker.log")
 
     # ---------------------------------------------------------------- per example
 
@@ -369,12 +343,9 @@ class World:
         self.step = 0
 
     def _wipe(self, everything: bool) -> None:
-        r = redis.Redis.from_url(self.redis_url)
-        broker = f"{self.namespace}:celery:"
-        keys = [k for k in r.scan_iter(match=f"{self.namespace}:*", count=1000)
-                if everything or not k.decode().startswith(broker)]
-        for i in range(0, len(keys), 500):
-            r.delete(*keys[i : i + 500])
+        """The namespace's keys; the broker's too only when the worker is gone."""
+        keep = None if everything else harness.broker_prefix(self.namespace)
+        harness.delete_namespace(self.namespace, self.redis_url, keep_prefix=keep)
         if self._services is not None:
             self._services.cache.invalidate()
 
@@ -436,7 +407,7 @@ class World:
     def redis_snapshot(self) -> dict[str, Any]:
         """Every connector key of the namespace (not the broker's) → its dumped value."""
         r = redis.Redis.from_url(self.redis_url)
-        broker = f"{self.namespace}:celery:"
+        broker = harness.broker_prefix(self.namespace)
         out: dict[str, Any] = {}
         for key in r.scan_iter(match=f"{self.namespace}:*", count=1000):
             name = key.decode()
@@ -475,10 +446,10 @@ class World:
         def idle() -> bool:
             if lock_holder(SOURCE, services=self.services) is not None:
                 return False
-            lengths: list[Any] = [r.llen(f"{self.namespace}:celery:{q}")
-                                  for q in QUEUES.split(",")]
+            broker = harness.broker_prefix(self.namespace)
+            lengths: list[Any] = [r.llen(f"{broker}{q}") for q in QUEUES.split(",")]
             queued = sum(int(n) for n in lengths)
-            unacked_count: Any = r.hlen(f"{self.namespace}:celery:unacked")
+            unacked_count: Any = r.hlen(f"{broker}unacked")
             unacked = int(unacked_count)
             return queued == 0 and unacked == 0
 
@@ -546,8 +517,9 @@ def value_diff(world: World, found: dict[str, Any] | None, expected: dict[tuple[
 
 
 # Keys a read-only command may touch: its own run's records, the list of runs, the run
-# lock (taken and released), caches of PIM structure and tokens, rate-limit bookkeeping.
-_CACHE_PARTS = ("structure", "token", "budget", "ratelimit", "rate", "lock")
+# lock (taken and released), caches of PIM structure and tokens, rate-limit bookkeeping,
+# the metrics counters (a dry run's reads are real requests: they count).
+_CACHE_PARTS = ("structure", "token", "budget", "ratelimit", "rate", "lock", "metrics")
 
 
 def own_or_cache_key(key: str, run_id: str | None) -> bool:

@@ -21,11 +21,9 @@ from typing import Any
 
 import pytest
 import requests
-import yaml
 from click.testing import CliRunner
 from werkzeug.test import Client
 
-from connector.config import load_config
 from connector.config.model import WebhookConfig
 from connector.intake.signature import compute_signature
 from connector.intake.web import WebhookApp
@@ -97,15 +95,11 @@ def world(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[
     )
     try:
         w.start()
-        assert w.config_path is not None
-        data = yaml.safe_load(w.config_path.read_text())
-        data["sources"][SOURCE]["webhook"] = {
+        w.edit_config(lambda data: data["sources"][SOURCE].update(webhook={
             "header": "X-Signature", "prefix": "sha256=", "secret": "${WEBHOOK_SECRET}",
             "events": {"event_type": "event", "asset_id": "asset_id",
                        "actions": {"asset.updated": "upsert", "asset.deleted": "delete"}},
-        }
-        w.config_path.write_text(yaml.safe_dump(data, sort_keys=False))
-        w.config = load_config(w.config_path, env=w.env())
+        }))
         yield w
     finally:
         w.stop()
@@ -257,6 +251,7 @@ def test_no_secret_in_logs_cli_output_or_flower(
         "Content-Type": "application/json", "X-Signature": "sha256=" + "00" * 32})
     assert (good.status_code, forged.status_code) == (202, 401)
     texts += [("webhook answers", good.get_data(as_text=True) + forged.get_data(as_text=True))]
+    texts += [("/metrics", client.get("/metrics").get_data(as_text=True))]
 
     # 6. Flower's task views, with auth, after all that
     auth = flower.credentials()

@@ -5,10 +5,12 @@ dataclasses (connector/config/model.py). Every schema is named here so that test
 them all (each key documented in docs/configuration.md, each model field reachable).
 """
 
+from connector.config.schemas.alerts import AlertsSchema
 from connector.config.schemas.base import StrictSchema
 from connector.config.schemas.dam import (
     AuthSchema,
     FolderSourceSchema,
+    GraphQLSchema,
     ListEndpointSchema,
     MediaSchema,
     PaginationSchema,
@@ -30,16 +32,19 @@ from connector.config.schemas.intake import (
 )
 from connector.config.schemas.pim import PimSchema
 from connector.config.schemas.root import ConfigSchema
+from connector.config.schemas.s3 import S3SourceSchema
 from connector.config.schemas.sources import SourceSchema
 from connector.config.schemas.sync import ScheduleSchema, SyncSchema
 
 __all__ = [
+    "AlertsSchema",
     "AuthSchema",
     "ConfigSchema",
     "DeletionPolicySchema",
     "EventFieldsSchema",
     "FamilySchema",
     "FolderSourceSchema",
+    "GraphQLSchema",
     "ListEndpointSchema",
     "LocaleRuleSchema",
     "MappingEntrySchema",
@@ -51,6 +56,7 @@ __all__ = [
     "QueueSchema",
     "RealtimeSchema",
     "RestSourceSchema",
+    "S3SourceSchema",
     "ScheduleSchema",
     "SelectorSchema",
     "SourceSchema",

@@ -11,13 +11,18 @@ from typing import Any, ClassVar
 
 from marshmallow import EXCLUDE, Schema, ValidationError, validates_schema
 
+# A section whose keys depend on one of them (`type`, `mode`, `action`): that key, its
+# default, per value (required keys, optional keys), and how to name it in messages.
+Variants = tuple[str, str, Mapping[str, tuple[set[str], set[str]]], str]
 
-def suggest_key(key: str, known: Iterable[str]) -> str:
-    """The message for an unknown key: the closest known key, else the whole list."""
+
+def suggest_key(key: str, known: Iterable[str], scope: str = "") -> str:
+    """The message for an unknown key: the closest known key, else the whole list
+    (`scope` says which variant the list is for: ` for pagination type "cursor"`)."""
     close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
     if close:
         return f'unknown key; did you mean "{close[0]}"?'
-    return "unknown key (allowed: " + ", ".join(sorted(known)) + ")"
+    return f"unknown key (allowed{scope}: " + ", ".join(sorted(known)) + ")"
 
 
 class StrictSchema(Schema):
@@ -31,16 +36,34 @@ class StrictSchema(Schema):
         "unknown": "unknown key",
     }
 
+    # set by sections whose keys depend on a `type`-like key (see `Variants`)
+    variants: ClassVar[Variants | None] = None
+
     def known_keys(self) -> set[str]:
         return {f.data_key or name for name, f in self.load_fields.items()}
+
+    def variant_keys(self, original: Mapping[Any, Any]) -> tuple[set[str], str]:
+        """The keys valid for the variant `original` chose (every key when the section has
+        no variants or names an unknown one), and the words naming that variant."""
+        known = self.known_keys()
+        if self.variants is None:
+            return known, ""
+        kind_key, default, allowed, label = self.variants
+        kind = original.get(kind_key, default)
+        if not isinstance(kind, str) or kind not in allowed:
+            return known, ""
+        tied = set().union(*(r | o for r, o in allowed.values()))
+        required, optional = allowed[kind]
+        return (known - tied) | required | optional, f' for {label} "{kind}"'
 
     @validates_schema(pass_original=True, skip_on_field_errors=False)
     def _reject_unknown_keys(self, data: Any, original_data: Any, **kwargs: Any) -> None:
         if not isinstance(original_data, Mapping):
             return
         known = self.known_keys()
+        valid, scope = self.variant_keys(original_data)
         errors = {
-            str(key): [suggest_key(str(key), known)]
+            str(key): [suggest_key(str(key), valid, scope)]
             for key in original_data
             if str(key) not in known
         }

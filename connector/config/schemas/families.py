@@ -34,7 +34,12 @@ from connector.config.model import (
     Selector,
     ValueSource,
 )
-from connector.config.schemas.base import StrictSchema, check_type_keys, given_keys
+from connector.config.schemas.base import (
+    StrictSchema,
+    Variants,
+    check_type_keys,
+    given_keys,
+)
 from connector.pim.structure import ATTRIBUTE_TYPES
 from connector.rules import CODE_PATTERN
 
@@ -190,6 +195,21 @@ class LocaleRuleSchema(StrictSchema):
         return LocaleRule(**data)
 
 
+PRODUCT_LINK_VARIANTS: Variants = (
+    "mode",
+    "none",
+    {
+        "none": (set(), set()),
+        "rules": (set(), {"identifier_property", "identifier_regex"}),
+        "direct": (
+            {"product_attribute"},
+            {"identifier_property", "identifier_regex", "unlink_previous"},
+        ),
+    },
+    "product link mode",
+)
+
+
 class ProductLinkSchema(StrictSchema):
     mode = Choice(("none", "rules", "direct"))
     identifier_property = PropertyPath(allow_none=True)
@@ -197,22 +217,11 @@ class ProductLinkSchema(StrictSchema):
     product_attribute = Code(allow_none=True)
     unlink_previous = Bool()
 
+    variants = PRODUCT_LINK_VARIANTS
+
     @validates_schema(pass_original=True, skip_on_field_errors=False)
     def _mode_keys(self, data: Any, original_data: Any, **kwargs: Any) -> None:
-        check_type_keys(
-            original_data,
-            "mode",
-            "none",
-            {
-                "none": (set(), set()),
-                "rules": (set(), {"identifier_property", "identifier_regex"}),
-                "direct": (
-                    {"product_attribute"},
-                    {"identifier_property", "identifier_regex", "unlink_previous"},
-                ),
-            },
-            "product link mode",
-        )
+        check_type_keys(original_data, *PRODUCT_LINK_VARIANTS)
         if (
             isinstance(original_data, Mapping)
             and original_data.get("mode") == "direct"

@@ -9,6 +9,7 @@ from marshmallow import ValidationError, post_load, validates_schema
 
 from connector.config.fields import CODE_MESSAGE, NamedMap, Nested
 from connector.config.model import Config, PimConfig
+from connector.config.schemas.alerts import AlertsSchema
 from connector.config.schemas.base import StrictSchema
 from connector.config.schemas.families import SelectorSchema, load_family
 from connector.config.schemas.pim import PimSchema
@@ -20,6 +21,7 @@ from connector.rules import CODE_PATTERN
 class ConfigSchema(StrictSchema):
     pim = Nested(PimSchema)
     sync = Nested(SyncSchema)
+    alerts = Nested(AlertsSchema)
     product_asset = Nested(SelectorSchema)
     families = NamedMap(
         load_family,

@@ -13,6 +13,7 @@ from connector.config.schemas.base import StrictSchema
 from connector.config.schemas.dam import FolderSourceSchema, MediaSchema, RestSourceSchema
 from connector.config.schemas.deletion import DeletionPolicySchema
 from connector.config.schemas.intake import QueueSchema, RealtimeSchema, WebhookSchema
+from connector.config.schemas.s3 import S3SourceSchema
 from connector.config.schemas.sync import ScheduleSchema
 from connector.rules import (
     MAX_SOURCE_PREFIX_LENGTH,
@@ -20,11 +21,14 @@ from connector.rules import (
     SOURCE_PREFIX_SEPARATOR,
 )
 
+SOURCE_TYPES = ("rest", "folder", "s3")  # each names the section that describes it
+
 
 class SourceSchema(StrictSchema):
-    type = Choice(("rest", "folder"), required=True)
+    type = Choice(SOURCE_TYPES, required=True)
     rest = Nested(RestSourceSchema)
     folder = Nested(FolderSourceSchema)
+    s3 = Nested(S3SourceSchema)
     families = StrList(Code())
     schedule = Nested(ScheduleSchema, allow_none=True)
     reconcile_schedule = Nested(ScheduleSchema, allow_none=True)
@@ -46,14 +50,17 @@ class SourceSchema(StrictSchema):
         if not isinstance(original_data, Mapping):
             return
         kind = original_data.get("type")
-        if kind not in ("rest", "folder"):
+        if kind not in SOURCE_TYPES:
             return
-        other = "folder" if kind == "rest" else "rest"
         errors: dict[str, list[str]] = {}
         if kind not in original_data:
             errors[kind] = [f"required when type is {kind}"]
-        if other in original_data:
-            errors[other] = [f"only used when type is {other}"]
+        for other in SOURCE_TYPES:
+            if other != kind and other in original_data:
+                errors[other] = [f"only used when type is {other}"]
+        queue = original_data.get("queue")
+        if isinstance(queue, Mapping) and queue.get("transport") == "sqs" and kind != "s3":
+            errors["queue"] = ['transport "sqs" reads S3 event notifications: type must be s3']
         if errors:
             raise ValidationError(errors)
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from marshmallow import ValidationError, post_load, validates_schema
+from marshmallow import ValidationError, post_load, validates, validates_schema
 
 from connector.config.fields import Crontab, Duration, Int
 from connector.config.model import ScheduleConfig, SyncConfig
 from connector.config.schemas.base import StrictSchema, given_keys
+from connector.timebudget import countdown_problem
 
 
 class SyncSchema(StrictSchema):
@@ -23,6 +24,20 @@ class SyncSchema(StrictSchema):
     watermark_overlap = Duration(minimum=0)
     run_lock_ttl = Duration(integer=True, minimum=1)
     quarantine_ttl = Duration(integer=True, minimum=1)
+    # the fetch task's time limit (connector/timebudget.py, 900 s soft) must cover a
+    # slice plus one slow page: a longer slice is refused here rather than killed there
+    fetch_slice_seconds = Duration(
+        minimum=0, exclusive_minimum=True, maximum=600,
+        maximum_reason="the fetch task's soft time limit is 900 s (celeryconfig.py)",
+    )
+    fetch_slice_pages = Int(minimum=1)
+
+    @validates("backoff_max")
+    def _fits_the_time_budget(self, value: float, **kwargs: Any) -> None:
+        # it caps every retry countdown, Retry-After included (connector/timebudget.py)
+        problem = countdown_problem(value)
+        if problem is not None:
+            raise ValidationError(problem)
 
     @validates_schema(skip_on_field_errors=True)
     def _backoff_order(self, data: dict[str, Any], **kwargs: Any) -> None:

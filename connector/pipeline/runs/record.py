@@ -89,6 +89,9 @@ class RunRecord:
     watermark_after: datetime | None = None
     fetch_done: bool = False
     report: RunCounts = field(default_factory=lambda: RunCounts())
+    # the fingerprint and file of the config the run was started with (None: not recorded)
+    config_hash: str | None = None
+    config_path: str | None = None
 
     @classmethod
     def from_hash(cls, run_id: str, raw: dict[bytes, bytes]) -> RunRecord:
@@ -111,6 +114,8 @@ class RunRecord:
             watermark_after=parse_time(d.get("watermark_after")),
             fetch_done=d.get("fetch_done") == "1",
             report=_report(d.get("report")),
+            config_hash=d.get("config_hash") or None,
+            config_path=d.get("config_path") or None,
         )
 
     @property

@@ -94,6 +94,8 @@ class RunReport(TypedDict):
     error: str | None
     watermark_before: str | None
     watermark_after: str | None
+    config_path: str | None
+    config_hash: str | None
     counts: NotRequired[RunCounts]
 
 
@@ -144,3 +146,43 @@ def live_counts(runs: RunStore, record: RunRecord) -> RunCounts:
     if record.dry_run:
         counts.update(dry_run_summary(runs.redis, runs.keys, run_id, counts))
     return counts
+
+
+#: run report count → `outcome` label of connector_assets_total
+ASSET_OUTCOMES = {
+    "created": "created",
+    "updated": "updated",
+    "unchanged": "unchanged",
+    "quarantined": "quarantined",
+    "dead_lettered": "dead_lettered",
+    "superseded": "superseded",
+    "deleted": "deleted",
+}
+#: upper bounds (seconds) of the run duration histogram's buckets
+DURATION_BUCKETS = (10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 21600.0)
+
+
+def run_metrics(
+    keys: Keys, record: RunRecord, state: str, report: RunCounts
+) -> list[tuple[tuple[str, str], float]]:
+    """What a finished run adds to the fleet-wide metrics hash (connector.metrics): its
+    final state, its duration, and (real runs only) its assets by outcome, taken from the
+    very report stored with it, so the two always agree."""
+    from connector.metrics.recorder import field, metrics_key
+
+    key, source = metrics_key(keys), record.source
+    duration = float(report.get("duration") or 0.0)
+    bound = next((repr(b) for b in DURATION_BUCKETS if duration <= b), "+Inf")
+    out = [
+        ((key, field("runs_finished", source, state)), 1.0),
+        ((key, field("run_duration_bucket", source, bound)), 1.0),
+        ((key, field("run_duration_count", source)), 1.0),
+        ((key, field("run_duration_sum", source)), duration),
+    ]
+    if not record.dry_run:
+        counts = cast(Mapping[str, Any], report)
+        for name, outcome in ASSET_OUTCOMES.items():
+            value = int(counts.get(name) or 0)
+            if value:
+                out.append(((key, field("assets", source, outcome)), float(value)))
+    return out

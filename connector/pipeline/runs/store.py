@@ -13,10 +13,11 @@ from typing import Any, cast
 
 import redis
 
+from connector.metrics.recorder import field, hincr_all, metrics_key
 from connector.pipeline.errors import UnknownRunError
 from connector.pipeline.runs import scripts
 from connector.pipeline.runs.record import TERMINAL_STATES, RunRecord, RunState, parse_time, utcnow
-from connector.pipeline.runs.report import COUNT_NAMES, RunCounts, final_report
+from connector.pipeline.runs.report import COUNT_NAMES, RunCounts, final_report, run_metrics
 from connector.redis_conn import Keys
 
 # redis-py types each command as `T | Awaitable[T]` (sync and asyncio clients share stubs);
@@ -77,6 +78,28 @@ class RunStore:
             holder = _s(self.redis.get(self.lock_key(source))) or "?"
         return holder
 
+    def hand_over(self, source: str, token: str, run_id: str, ttl: int) -> str | None:
+        """The lock held under `token` passes to `run_id` with no gap between them (a
+        reconcile → its re-queue run); None when done, else the holder. An expired lock is
+        simply taken."""
+        key = self.lock_key(source)
+        with self.redis.pipeline() as pipe:
+            try:
+                pipe.watch(key)
+                current = _s(pipe.get(key))
+                if current is None:
+                    pipe.unwatch()
+                    return self.acquire(source, run_id, ttl)
+                if current != token:
+                    pipe.unwatch()
+                    return current
+                pipe.multi()
+                pipe.set(key, run_id, ex=ttl)
+                pipe.execute()
+                return None
+            except redis.WatchError:
+                return self.holder(source) or "?"
+
     def renew(self, source: str, run_id: str, ttl: int) -> bool:
         return bool(self._renew(keys=[self.lock_key(source)], args=[run_id, ttl]))
 
@@ -112,7 +135,11 @@ class RunStore:
         force: bool,
         dry_run: bool,
         watermark: datetime | None,
+        config_hash: str | None = None,
+        config_path: str | None = None,
     ) -> RunRecord:
+        """Write the run record (state queued), index it, and store its explicit ids.
+        `config_hash`/`config_path`: the config it is started with (workers compare)."""
         now = utcnow()
         fields = {
             "source": source,
@@ -125,12 +152,15 @@ class RunStore:
             "force": "1" if force else "0",
             "dry_run": "1" if dry_run else "0",
             "watermark_before": watermark.isoformat() if watermark else "",
+            "config_hash": config_hash or "",
+            "config_path": config_path or "",
         }
         pipe = self.redis.pipeline()
         pipe.hset(self.prefix(run_id), mapping=fields)
         pipe.expire(self.prefix(run_id), RUN_RECORD_TTL)
         pipe.zadd(self.index_key(source), {run_id: now.timestamp()})
         pipe.zremrangebyrank(self.index_key(source), 0, -RUNS_KEPT_PER_SOURCE - 1)
+        pipe.hincrby(metrics_key(self.keys), field("runs_started", source, trigger), 1)
         pipe.execute()
         if asset_ids is not None:  # streamed in slices: the list may be long
             ids_key = self.key(run_id, "ids")
@@ -179,9 +209,9 @@ class RunStore:
     def run_ids(self, source: str, limit: int = 20) -> list[str]:
         return [r.decode() for r in self.redis.zrevrange(self.index_key(source), 0, limit - 1)]
 
-    def asset_ids(self, run_id: str, page: int = 1000) -> Iterator[list[str]]:
-        """The run's explicit asset ids, in pages (never the whole list in memory)."""
-        start = 0
+    def asset_ids(self, run_id: str, page: int = 1000, start: int = 0) -> Iterator[list[str]]:
+        """The run's explicit asset ids from index `start`, in pages (never the whole list
+        in memory)."""
         while True:
             ids = self.redis.lrange(self.key(run_id, "ids"), start, start + page - 1)
             if not ids:
@@ -359,7 +389,10 @@ class RunStore:
             new = candidate if current is None or candidate > current else current
             self.set_watermark(record.source, new)
             fields["watermark_after"] = new.isoformat()
-        self.redis.hset(self.prefix(run_id), mapping=fields)
+        pipe = self.redis.pipeline()  # MULTI: the final state and its metrics, or neither
+        pipe.hset(self.prefix(run_id), mapping=fields)
+        hincr_all(pipe, run_metrics(self.keys, record, str(fields["state"]), report))
+        pipe.execute()
         self.release(record.source, run_id)
         self._cleanup(run_id)
         return self.get(run_id)

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any
 
 from connector.config.model import Config, SourceConfig
 from connector.dam.base import BadRecord, DamAsset, DamError, DamSource
-from connector.pipeline.completion import after_task
+from connector.pipeline.completion import after_task, refused
 from connector.pipeline.deletions import (
     apply_deletions,
     check_mass_deletion,
@@ -25,6 +27,7 @@ from connector.pipeline.errors import MassDeletionError
 from connector.pipeline.runs import TERMINAL_STATES, WORK_TTL, RunRecord
 from connector.pipeline.services import Services, get_services
 from connector.pipeline.steps.common import FETCH_CALLER, PIM_BULK_LIMIT
+from connector.pipeline.steps.slices import FetchCheckpoint, FetchSlices
 from connector.transform.result import Quarantined
 from connector.transform.selectors import SelectorError, asset_view, matches
 
@@ -83,15 +86,20 @@ class ChunkWriter:
     """Buffers normalised assets and stores them as chunks of ≤ chunk_size (memory stays
     bounded by one chunk per route, whatever the DAM's size)."""
 
-    def __init__(self, s: Services, record: RunRecord, media: frozenset[str]) -> None:
+    def __init__(
+        self, s: Services, record: RunRecord, media: frozenset[str],
+        start: FetchCheckpoint | None = None,
+    ) -> None:
         self.s = s
         self.record = record
         self.source_config = s.source_config(record.source)
         self.media = media
         self.size = max(1, s.sync.chunk_size)
         self.buffers: dict[bool, list[dict[str, Any]]] = {False: [], True: []}
-        self.sequence = 0
-        self.bad_sequence = 0
+        # a continuation part numbers its chunks on from where the previous part stopped
+        self.sequence = start.sequence if start is not None else 0
+        self.bad_sequence = start.bad_sequence if start is not None else 0
+        self.slices = FetchSlices(s, record.run_id)
 
     def add(self, asset: DamAsset) -> None:
         is_media = bool(self.media) and (
@@ -133,16 +141,40 @@ class ChunkWriter:
         self.sequence += 1
         run_id = self.record.run_id
         runs = self.s.runs
-        if runs.chunk_done(run_id, chunk_id):  # a replayed fetch: this chunk is behind us
+        # a replayed fetch (part): this chunk was queued, or even done, by an earlier delivery
+        if runs.chunk_done(run_id, chunk_id) or self.slices.chunk_sent(chunk_id):
             return
         runs.store_chunk(run_id, chunk_id, json.dumps({"assets": assets, "media": is_media}))
         runs.transition(run_id, [(a["id"], "seen") for a in assets])
         runs.renew(self.record.source, run_id, self.s.sync.run_lock_ttl)
         self.s.enqueuer.transform(run_id, chunk_id, is_media)
+        self.slices.mark_sent(chunk_id)
 
 
-def fetch(run_id: str, *, services: Services | None = None) -> RunRecord:
+class SliceClock:
+    """When a part of the fetch has read enough: `sync.fetch_slice_seconds` of work, or
+    `sync.fetch_slice_pages` pages (a deterministic limit, for tests)."""
+
+    def __init__(self, s: Services) -> None:
+        self.deadline = time.monotonic() + s.sync.fetch_slice_seconds
+        self.max_pages = s.sync.fetch_slice_pages
+        self.pages = 0
+
+    def page_read(self) -> bool:
+        """Count one page; True when this part should stop after it."""
+        self.pages += 1
+        if self.max_pages is not None and self.pages >= self.max_pages:
+            return True
+        return time.monotonic() >= self.deadline
+
+
+def fetch(run_id: str, *, part: int = 0, services: Services | None = None) -> RunRecord:
     """Stream the DAM's changes page by page into chunks and queue one transform each.
+
+    In parts (steps/slices.py): after `sync.fetch_slice_seconds` the listing's position is
+    saved and part `part + 1` is queued to go on from there, so that no task outlives the
+    broker's patience (RabbitMQ's consumer_timeout, the Redis visibility timeout). The
+    deletion feed and the run's completion come with the last part.
 
     A DAM failure (down, auth) ends the run as failed with the reason: the watermark stays
     where it was and the lock is released once the chunks already queued are done.
@@ -154,29 +186,36 @@ def fetch(run_id: str, *, services: Services | None = None) -> RunRecord:
     if record.fetch_done:
         after_task(s, run_id, FETCH_CALLER)
         return s.runs.get(run_id)
+    if refused(s, record, FETCH_CALLER, lambda: s.runs.set_fetch_done(run_id)):
+        return s.runs.get(run_id)
+    slices = FetchSlices(s, run_id)
+    checkpoint = slices.load()
+    if checkpoint.part != part:  # part N delivered again after N + 1 was queued: its job
+        log.info("run %s: fetch part %d is behind the checkpoint (part %d): nothing to do",
+                 run_id, part, checkpoint.part)
+        return record
     s.runs.mark_running(run_id)
+    clock = SliceClock(s)
     try:
         source = s.source(record.source)
-        writer = ChunkWriter(s, record, media_families(s, s.source_config(record.source)))
+        writer = ChunkWriter(s, record, media_families(s, s.source_config(record.source)),
+                             checkpoint)
         if record.has_asset_ids:
-            for ids in s.runs.asset_ids(run_id, page=max(1, s.sync.chunk_size)):
-                gone: list[str] = []
-                for dam_id in ids:
-                    current = get_current(source, dam_id)
-                    if current is None:
-                        gone.append(dam_id)
-                    elif isinstance(current, BadRecord):
-                        writer.add_bad([current])
-                    else:
-                        writer.add(current)
-                if gone:  # converge: the DAM no longer has them
-                    _deletions(s, record, gone)
+            following = _fetch_ids(s, record, source, writer, checkpoint, clock)
         else:
-            for page in source.changed_since(record.since):
+            following = None
+            for page, token in source.changed_pages(record.since, checkpoint.resume):
                 writer.add_bad(page.bad)
                 for asset in page.assets:
                     writer.add(asset)
-            writer.flush()
+                if token is not None and clock.page_read():
+                    following = replace(checkpoint, resume=token)
+                    break
+        writer.flush()
+        if following is not None:
+            _continue(s, record, slices, part, following, writer)
+            return s.runs.get(run_id)
+        if not record.has_asset_ids:
             deleted_since = record.since or record.watermark_before
             if deleted_since is not None:
                 _deletion_feed(s, record, source.deleted_since(deleted_since))
@@ -187,6 +226,48 @@ def fetch(run_id: str, *, services: Services | None = None) -> RunRecord:
     s.runs.set_fetch_done(run_id)
     after_task(s, run_id, FETCH_CALLER)
     return s.runs.get(run_id)
+
+
+def _fetch_ids(
+    s: Services, record: RunRecord, source: DamSource, writer: ChunkWriter,
+    checkpoint: FetchCheckpoint, clock: SliceClock,
+) -> FetchCheckpoint | None:
+    """A run of explicit ids: each one read from the DAM; the checkpoint of the next part
+    when this one has read enough and ids are left, else None."""
+    read = checkpoint.id_pages
+    size = max(1, s.sync.chunk_size)
+    total = int(s.redis.llen(s.runs.key(record.run_id, "ids")))
+    for ids in s.runs.asset_ids(record.run_id, page=size, start=read * size):
+        gone: list[str] = []
+        for dam_id in ids:
+            current = get_current(source, dam_id)
+            if current is None:
+                gone.append(dam_id)
+            elif isinstance(current, BadRecord):
+                writer.add_bad([current])
+            else:
+                writer.add(current)
+        if gone:  # converge: the DAM no longer has them
+            _deletions(s, record, gone)
+        read += 1
+        if clock.page_read() and read * size < total:
+            return replace(checkpoint, id_pages=read)
+    return None
+
+
+def _continue(
+    s: Services, record: RunRecord, slices: FetchSlices, part: int,
+    following: FetchCheckpoint, writer: ChunkWriter,
+) -> None:
+    """Save where part `part + 1` starts and queue it; only the delivery that moves the
+    checkpoint queues it (a second delivery of this part queues nothing)."""
+    following = replace(following, part=part + 1, sequence=writer.sequence,
+                        bad_sequence=writer.bad_sequence)
+    s.runs.renew(record.source, record.run_id, s.sync.run_lock_ttl)
+    if slices.advance(part, following):
+        log.info("run %s: fetch part %d read its share, part %d goes on", record.run_id,
+                 part, part + 1)
+        s.enqueuer.fetch(record.source, record.run_id, part + 1)
 
 
 def _deletion_feed(s: Services, record: RunRecord, gone: Iterable[str]) -> None:

@@ -48,7 +48,8 @@ def push(run_id: str, batch_id: str, *, services: Services | None = None) -> Non
     failed assets and pushed again after a backoff, up to SyncConfig.max_retries."""
     s = services or get_services()
     caller = f"batch:{batch_id}"
-    record = open_step(s, run_id, caller, lambda: s.runs.batch_done(run_id, batch_id))
+    record = open_step(s, run_id, caller, lambda: s.runs.batch_done(run_id, batch_id),
+                       lambda: s.runs.finish_batch(run_id, batch_id))
     if record is None:
         return
     batch = s.runs.load_batch(run_id, batch_id)

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from connector.pipeline.completion import after_task
+from connector.pipeline.errors import busy_with
 from connector.pipeline.runs import StartResult
 from connector.pipeline.services import Services, get_services
 from connector.pipeline.steps.common import FETCH_CALLER
@@ -27,20 +28,27 @@ def start_run(
     *,
     services: Services | None = None,
     enqueue: bool = True,
+    lock_token: str | None = None,
 ) -> StartResult:
     """Take the source's lock, create the run record and (by default) queue its fetch.
 
     Busy source → `StartResult(busy=True, holder=<run id>)`; nothing is created. The
     watermark only advances after runs that covered everything since the old watermark:
     not after dry runs, runs for explicit asset ids, or runs `since` a later moment.
+    `lock_token`: the caller holds the source's lock under it (a reconcile re-queuing what
+    it found missing), and the run takes the lock over instead of competing for it.
     """
     s = services or get_services()
     s.source_config(source)  # unknown source → clear error before anything is written
     run_id = s.runs.new_run_id()
-    holder = s.runs.acquire(source, run_id, s.sync.run_lock_ttl)
+    if lock_token is None:
+        holder = s.runs.acquire(source, run_id, s.sync.run_lock_ttl)
+    else:
+        holder = s.runs.hand_over(source, lock_token, run_id, s.sync.run_lock_ttl)
     if holder is not None:
         return StartResult(
-            None, busy=True, holder=holder, message=f"source {source} is busy with run {holder}"
+            None, busy=True, holder=holder,
+            message=f"source {source} is busy with {busy_with(holder)}",
         )
     watermark = s.runs.watermark(source)
     effective_since = None if full else (since or watermark)
@@ -59,6 +67,8 @@ def start_run(
         force=force,
         dry_run=dry_run,
         watermark=watermark,
+        config_hash=s.config_hash,
+        config_path=s.config.path,
     )
     s.runs.set_fields(run_id, advance="1" if advance else "0")
     if enqueue:

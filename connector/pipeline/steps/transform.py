@@ -20,7 +20,8 @@ def transform(run_id: str, chunk_id: str, *, services: Services | None = None) -
     successful push, unless the run forces), and the rest into the family buffers."""
     s = services or get_services()
     caller = f"chunk:{chunk_id}"
-    record = open_step(s, run_id, caller, lambda: s.runs.chunk_done(run_id, chunk_id))
+    record = open_step(s, run_id, caller, lambda: s.runs.chunk_done(run_id, chunk_id),
+                       lambda: s.runs.finish_chunk(run_id, chunk_id))
     if record is None:
         return
     body = s.runs.load_chunk(run_id, chunk_id)
