@@ -165,3 +165,45 @@ def test_assets_without_a_dam_time_are_never_dropped(namespace: str) -> None:
     gate = VersionGate(get_redis(), Keys(namespace))
     assert gate.claim([_asset(0, 10)]) == [True]
     assert gate.claim([_asset(0, None), _asset(0, 9), _asset(0, 10)]) == [True, False, True]
+
+
+def test_recording_a_push_older_than_the_gate_keeps_the_newer_hash(namespace: str) -> None:
+    """The hash of a push that landed before a newer one is not recorded over the newer
+    one's (compared against the gate in the same script); with nothing recorded yet the
+    state is written without its hash (never "unchanged"), and a refused newer push's
+    `failed` state learns that the PIM holds the asset."""
+    from connector.pipeline.stores import AssetStateStore, PushedState, dam_version
+
+    def v(micros: int) -> int | None:
+        return dam_version(T0 + timedelta(microseconds=micros))
+
+    keys = Keys(f"{namespace}:record")
+    redis = get_redis()
+    gate, store = VersionGate(redis, keys), AssetStateStore(redis, keys)
+
+    def state(code: str, hash_: str | None, status: str = "updated",
+              in_pim: bool = True) -> PushedState:
+        return PushedState(code=code, family="packshots", content_hash=hash_, status=status,
+                           in_pim=in_pim)
+
+    try:
+        assert gate.claim([_asset(0, 5), _asset(1, 5), _asset(2, 5), _asset(3, None)]) == [
+            True] * 4
+        store.record_many("dam", [("d0", state("c0", "h5"))], {"d0": v(5)})
+        store.record("dam", "d2", state("c2", None, status="failed", in_pim=False))
+        recorded = store.record_many(
+            "dam",
+            [("d0", state("c0", "h4")), ("d1", state("c1", "h4")),
+             ("d2", state("c2", "h4")), ("d3", state("c3", "hx"))],
+            {"d0": v(4), "d1": v(4), "d2": v(4), "d3": None},
+        )
+        assert recorded == {"d3"}
+        assert store.hashes("dam", ["d0", "d1", "d2", "d3"]) == {"d0": "h5", "d3": "hx"}
+        d1, d2 = store.get("dam", "d1"), store.get("dam", "d2")
+        assert d1 is not None and d1.status == "updated" and d1.live
+        assert d2 is not None and d2.status == "failed" and d2.live
+        assert [store.dam_id_of("dam", f"c{i}") for i in range(4)] == ["d0", "d1", "d2", "d3"]
+        assert store.record_many("dam", [("d0", state("c0", "h5b"))], {"d0": v(5)}) == {"d0"}
+        assert store.hashes("dam", ["d0"]) == {"d0": "h5b"}
+    finally:
+        redis.delete(gate.key, keys.of("asset", "dam"), keys.of("code", "dam"))

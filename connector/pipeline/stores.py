@@ -4,7 +4,7 @@ dead-letter store. Both are Redis hashes keyed by DAM id, so every write is idem
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -52,12 +52,42 @@ class PushedState:
         return cls(**json.loads(raw))
 
 
+# KEYS: asset:<source>, code:<source>, version; ARGV: (dam id, code, version or "", state
+# json, the same without its hash) quintuples → 1 (recorded) or 0 (superseded) each.
+# Superseded: the newer push's state stays; with none yet, the hashless state is written
+# (never "unchanged", so the next sync pushes again); a `failed` state that says the PIM
+# holds nothing is corrected (this push put the asset there). The code always maps.
+_RECORD = """
+local out = {}
+for i = 1, #ARGV, 5 do
+  local dam_id, code, mine = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+  local newest = mine and tonumber(redis.call('HGET', KEYS[3], code))
+  if newest and newest > mine then
+    local raw = redis.call('HGET', KEYS[1], dam_id)
+    if not raw then
+      redis.call('HSET', KEYS[1], dam_id, ARGV[i + 4])
+    elseif string.find(raw, '"status": "failed"', 1, true) then
+      local fixed, n = string.gsub(raw, '"in_pim": false}$', '"in_pim": true}')
+      if n > 0 then redis.call('HSET', KEYS[1], dam_id, fixed) end
+    end
+    out[#out + 1] = 0
+  else
+    redis.call('HSET', KEYS[1], dam_id, ARGV[i + 3])
+    out[#out + 1] = 1
+  end
+  redis.call('HSET', KEYS[2], code, dam_id)
+end
+return out
+"""
+
+
 class AssetStateStore:
     """`asset:<source>` (dam id → PushedState) and `code:<source>` (PIM code → dam id)."""
 
     def __init__(self, redis_client: redis.Redis, keys: Keys) -> None:
         self.redis: SyncRedis = redis_client
         self.keys = keys
+        self._record = self.redis.register_script(_RECORD)
 
     def _key(self, source: str) -> str:
         return self.keys.of("asset", source)
@@ -88,17 +118,35 @@ class AssetStateStore:
         pipe.hset(self._codes(source), state.code, dam_id)
         pipe.execute()
 
-    def record_many(self, source: str, states: Iterable[tuple[str, PushedState]]) -> None:
-        pipe = self.redis.pipeline()
+    def record_many(
+        self,
+        source: str,
+        states: Iterable[tuple[str, PushedState]],
+        versions: Mapping[str, int | None] | None = None,
+    ) -> set[str]:
+        """Record successful pushes (dam id → state, with the DAM version pushed, dam id →
+        version) in one Lua script, compared against the version gate: a state whose
+        version is older than the newest the gate admitted for its code is superseded (a
+        newer push reached or is reaching the PIM), so its content hash is not stored and
+        the newer push's state stays. Returns the dam ids recorded as their last push.
+
+        Why atomic: a newer push can record between our PIM answer and this write; checking
+        then writing in two round trips would still leave the older hash behind."""
         now = utcnow().isoformat()
-        n = 0
+        args: list[str | int] = []
         for dam_id, state in states:
             state.at = state.at or now
-            pipe.hset(self._key(source), dam_id, state.to_json())
-            pipe.hset(self._codes(source), state.code, dam_id)
-            n += 1
-        if n:
-            pipe.execute()
+            version = (versions or {}).get(dam_id)
+            hashless = json.loads(state.to_json())
+            hashless["content_hash"] = None
+            args += [dam_id, state.code, "" if version is None else version,
+                     state.to_json(), json.dumps(hashless)]
+        if not args:
+            return set()
+        answers = self._record(
+            keys=[self._key(source), self._codes(source), self.keys.of("version")], args=args)
+        ids = args[0::5]
+        return {str(d) for d, ok in zip(ids, answers, strict=True) if int(ok)}
 
     def dam_id_of(self, source: str, code: str) -> str | None:
         raw = self.redis.hget(self._codes(source), code)
@@ -144,7 +192,8 @@ class VersionGate:
     request: an asset whose newer version was already claimed is dropped (superseded);
     equal versions go through (retries, redeliveries, forced re-pushes); assets without a
     DAM time are never dropped. Keyed by code, so sources reading one DAM share the gate.
-    A request already in flight when a newer version is claimed can still land after it.
+    A request already in flight when a newer version is claimed can still land after it;
+    its hash is then not stored (`AssetStateStore.record_many` compares with the gate).
     """
 
     def __init__(self, redis_client: redis.Redis, keys: Keys) -> None:

@@ -126,12 +126,6 @@ def test_two_deliveries_of_one_push_racing_do_not_fail_the_run(
         s.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open: the push records its content hash without comparing versions; a run "
-    "push landing just before a newer webhook push leaves the older hash, so the next sync "
-    "re-sends content the PIM already holds (one extra write, no data lost)",
-)
 def test_a_push_landing_before_a_newer_one_does_not_leave_the_older_hash_behind(
     namespace: str,
 ) -> None:

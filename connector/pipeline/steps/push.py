@@ -20,7 +20,7 @@ from connector.pipeline.steps.common import (
     gave_up_results,
     with_code,
 )
-from connector.pipeline.stores import PushedState, VersionGate
+from connector.pipeline.stores import PushedState, VersionGate, dam_version
 from connector.retry import backoff_delay
 from connector.transform.result import TransformedAsset
 
@@ -183,8 +183,11 @@ def push_assets(
             invalidate = invalidate or names_unknown_structure(result)
     if ok_states:
         ok_ids = {dam_id for dam_id, _ in ok_states}
-        s.assets.record_many(source, ok_states)
-        s.dead_letters.remove(source, list(ok_ids))
+        # compared against the version gate: a newer push that got in meanwhile keeps its
+        # hash (and its dead letter, should it have been refused)
+        recorded = s.assets.record_many(
+            source, ok_states, {a.dam_id: dam_version(a.updated) for a in assets})
+        s.dead_letters.remove(source, [d for d in ok_ids if d in recorded])
         if run_id is not None:
             s.runs.transition(run_id, transitions)
         link_assets(s, owner, family, [a for a in assets if a.dam_id in ok_ids])
