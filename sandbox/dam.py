@@ -74,7 +74,7 @@ from sandbox.dam_data import (
     render_cloudinary,
     render_nested,
 )
-from sandbox.server import BackgroundServer, ConnectionCounter, SandboxCA
+from sandbox.server import ConnectionCounter, SandboxCA, ServedSandbox
 
 SHAPES = (
     "bynder", "cloudinary", "nested", "graphql", "page", "offset", "cursor", "header_cursor",
@@ -159,7 +159,7 @@ def _decode_cursor(token: str) -> int:
         raise _BadRequest(f"invalid cursor {token[:40]!r}") from None
 
 
-class DamSandbox:
+class DamSandbox(ServedSandbox):
     """State + WSGI app of the sandbox DAM (thread-safe)."""
 
     def __init__(
@@ -263,20 +263,6 @@ class DamSandbox:
     @property
     def app(self) -> Callable[..., Any]:
         return self._wsgi
-
-    def serve(
-        self,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        *,
-        tls: bool = False,
-        ca: SandboxCA | None = None,
-    ) -> BackgroundServer:
-        """Start serving in a background thread; call `.stop()` on the result.
-        `tls=True`: HTTPS, trusted through the result's `ca_bundle`."""
-        return BackgroundServer(
-            self._wsgi, host, port, tls=tls, ca=ca, counter=self.connections
-        ).start()
 
     def configure(self, **changes: Any) -> DamSandboxSettings:
         known = {f.name for f in fields(DamSandboxSettings)}
@@ -981,9 +967,7 @@ def serve_forever(
 ) -> None:
     """Run the sandbox DAM in the foreground (`connector sandbox dam --port P --assets N`)."""
     sandbox = DamSandbox(**kw)
-    server = BackgroundServer(
-        sandbox.app, host, port, tls=tls, ca=ca, counter=sandbox.connections
-    )
+    server = sandbox.server(host, port, tls=tls, ca=ca)
     list_path = SHAPE_LIST_PATH.get(sandbox.shape, f"/api/{sandbox.shape}/assets")
     print(
         f"sandbox DAM ({sandbox.shape}, {len(sandbox._order)} assets, auth "

@@ -39,7 +39,7 @@ from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
 from sandbox.pim_store import ApiError, Asset, PimStore, parse_time
-from sandbox.server import BackgroundServer, ConnectionCounter, SandboxCA
+from sandbox.server import ConnectionCounter, SandboxCA, ServedSandbox
 from sandbox.uploads import KEEP_BYTES, DigestSink, StreamingRequest
 
 log = logging.getLogger(__name__)
@@ -256,7 +256,7 @@ def _checked_setting(name: str, value: Any) -> Any:
     return value
 
 
-class PimSandbox:
+class PimSandbox(ServedSandbox):
     """The sandbox PIM: a WSGI app (`.app`) holding all its state in memory."""
 
     def __init__(self, settings: PimSandboxSettings | None = None) -> None:
@@ -277,23 +277,12 @@ class PimSandbox:
         self._counters = self._fresh_counters()
         self.connections = ConnectionCounter()  # filled by the servers this sandbox runs on
         self._url_map = Map(_rules(), strict_slashes=False)
-        self.app: Callable[..., Any] = self._wsgi
 
     # --- public helpers (in-process use) ---------------------------------------------------
 
-    def serve(
-        self,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        *,
-        tls: bool = False,
-        ca: SandboxCA | None = None,
-    ) -> BackgroundServer:
-        """Start the sandbox on a background thread; call `.stop()` on the result.
-        `tls=True`: HTTPS, trusted through the result's `ca_bundle`."""
-        return BackgroundServer(
-            self.app, host, port, tls=tls, ca=ca, counter=self.connections
-        ).start()
+    @property
+    def app(self) -> Callable[..., Any]:
+        return self._wsgi
 
     def update_settings(self, **changes: Any) -> PimSandboxSettings:
         """Change knobs at runtime (same rules as POST /_sandbox/settings)."""
@@ -1039,6 +1028,4 @@ def serve_forever(
 ) -> None:
     """Run the sandbox PIM in the foreground (the CLI's `sandbox pim` command)."""
     sandbox = PimSandbox(settings)
-    BackgroundServer(
-        sandbox.app, host, port, tls=tls, ca=ca, counter=sandbox.connections
-    ).serve_forever()
+    sandbox.server(host, port, tls=tls, ca=ca).serve_forever()

@@ -23,6 +23,7 @@ import ssl
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -121,6 +122,32 @@ class SandboxCA:
         """Delete the directory if this object made it (a given one is the caller's)."""
         if self._owned:
             shutil.rmtree(self.directory, ignore_errors=True)
+
+
+class ServedSandbox:
+    """What every sandbox shares: its WSGI app (`app`) served on a BackgroundServer that
+    counts connections and handshakes into the sandbox's own `connections`."""
+
+    connections: ConnectionCounter
+
+    @property
+    def app(self) -> Callable[..., Any]:
+        raise NotImplementedError
+
+    def server(
+        self, host: str = "127.0.0.1", port: int = 0, *, tls: bool = False,
+        ca: SandboxCA | None = None,
+    ) -> BackgroundServer:
+        """A server of this sandbox, bound but not started."""
+        return BackgroundServer(self.app, host, port, tls=tls, ca=ca, counter=self.connections)
+
+    def serve(
+        self, host: str = "127.0.0.1", port: int = 0, *, tls: bool = False,
+        ca: SandboxCA | None = None,
+    ) -> BackgroundServer:
+        """Start serving in a background thread; call `.stop()` on the result.
+        `tls=True`: HTTPS, trusted through the result's `ca_bundle`."""
+        return self.server(host, port, tls=tls, ca=ca).start()
 
 
 def _write_private(path: Path, data: bytes) -> None:

@@ -105,6 +105,13 @@ class Page:
     assets: list[DamAsset] = field(default_factory=list)
     bad: list[BadRecord] = field(default_factory=list)
 
+    def add(self, result: DamAsset | BadRecord) -> None:
+        """A normalised record, on the side it belongs to (every adapter sorts this way)."""
+        if isinstance(result, BadRecord):
+            self.bad.append(result)
+        else:
+            self.assets.append(result)
+
 
 class DamSource(abc.ABC):
     """Read-only view of one DAM."""

@@ -67,12 +67,8 @@ class FolderSource(DamSource):
             newest = max(mtime, sidecar_mtime or mtime)
             if threshold is not None and newest <= threshold:
                 continue
-            result = self._record(rel, Path(entry.path), entry.stat(follow_symlinks=False),
-                                  sidecar, newest)
-            if isinstance(result, BadRecord):
-                page.bad.append(result)
-            else:
-                page.assets.append(result)
+            page.add(self._record(rel, Path(entry.path), entry.stat(follow_symlinks=False),
+                                  sidecar, newest))
             if len(page.assets) + len(page.bad) >= self.page_size:
                 yield page, json.dumps({"after": last})
                 page = Page()

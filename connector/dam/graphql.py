@@ -159,11 +159,7 @@ class GraphQLSource(RestSource):
                 ) from None
             page = Page()
             for item in items:
-                result = self.normalise(item)
-                if isinstance(result, DamAsset):
-                    page.assets.append(result)
-                else:
-                    page.bad.append(result)
+                page.add(self.normalise(item))
             yield page, paginator.position()
 
     def get(self, asset_id: str) -> DamAsset | None:

@@ -151,11 +151,7 @@ class RestSource(DamSource):
         ):
             page = Page()
             for item in items:
-                result = self.normalise(item)
-                if isinstance(result, BadRecord):
-                    page.bad.append(result)
-                else:
-                    page.assets.append(result)
+                page.add(self.normalise(item))
             yield page, token
 
     def get(self, asset_id: str) -> DamAsset | None:
