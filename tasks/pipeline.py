@@ -200,6 +200,13 @@ def check_freshness() -> dict[str, float]:
     return services.alerts.check_freshness(services.config.sources)
 
 
+@app.task(name=routing.WATCH_TASK, ignore_result=True)
+def watch_runs() -> list[dict[str, Any]]:
+    """From beat (every minute): runs whose progress stopped for `sync.stall_after` get
+    their unfinished steps queued again (connector/pipeline/watchdog.py)."""
+    return [r.to_dict() for r in pipeline.watch_runs()]
+
+
 @app.task(base=SyncRetryTask, bind=True, name=routing.SYNC_IDS_TASK,
           **RETRY_POLICY)
 def sync_asset_ids(

@@ -34,6 +34,7 @@ PUSH_TASK: Final = "tasks.pipeline.push_batch"
 RECONCILE_TASK: Final = "tasks.pipeline.reconcile_source"
 SYNC_IDS_TASK: Final = "tasks.pipeline.sync_asset_ids"
 FRESHNESS_TASK: Final = "tasks.pipeline.check_freshness"  # alerts.freshness_seconds
+WATCH_TASK: Final = "tasks.pipeline.watch_runs"  # resumes stalled runs (default queue)
 FLUSH_TASK: Final = "tasks.intake.flush"
 SWEEP_TASK: Final = "tasks.intake.sweep"
 
@@ -107,6 +108,7 @@ SCHEDULED_TASKS: Final[dict[str, str]] = {
     "sync": FETCH_TASK,  # no run id: the task starts the run and fetches in one hop
     "reconcile": RECONCILE_TASK,
     "freshness": FRESHNESS_TASK,  # default queue: any `worker` line consumes it
+    "watch": WATCH_TASK,          # default queue too
 }
 #: the intake safety net, run by beat every SWEEP_EVERY seconds
 SWEEP_ENTRY: Final = "intake:sweep"

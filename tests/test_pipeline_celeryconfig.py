@@ -127,7 +127,10 @@ def test_beat_schedule_comes_from_the_user_config(tmp_path: Path) -> None:
     ))
     conf = _load({"CONNECTOR_CONFIG": str(config)}, cwd=tmp_path)
     beat = conf["beat"]
-    assert set(beat) == {"sync:one", "reconcile:one", "sync:two"}
+    assert set(beat) == {"sync:one", "reconcile:one", "sync:two", "runs:watch"}
+    # the watchdog of stalled runs is always there (connector/pipeline/watchdog.py)
+    assert beat["runs:watch"]["task"] == routing.WATCH_TASK
+    assert beat["runs:watch"]["schedule"] == "datetime.timedelta(seconds=60)"
     assert beat["sync:one"]["task"] == routing.FETCH_TASK
     assert beat["sync:one"]["kwargs"] == {"source": "one", "trigger": "schedule"}
     assert beat["sync:one"]["schedule"] == "datetime.timedelta(seconds=90)"
@@ -163,7 +166,7 @@ def test_the_scheduled_poll_can_be_turned_off_for_a_real_time_source() -> None:
         realtime=RealtimeConfig(poll_enabled=False),
     )
     names = [e.name for e in schedule_entries(Config(families=(), sources=(polled, realtime_only)))]
-    assert names == ["sync:a", "reconcile:b"]
+    assert names == ["sync:a", "reconcile:b", "runs:watch"]
 
 
 def test_a_freshness_threshold_adds_its_beat_entry(tmp_path: Path) -> None:
@@ -187,7 +190,7 @@ def test_a_freshness_threshold_adds_its_beat_entry(tmp_path: Path) -> None:
     ))
     conf = _load({"CONNECTOR_CONFIG": str(config), "ALERT_URL": "https://hooks.example.com/x"},
                  cwd=tmp_path)
-    assert set(conf["beat"]) == {"sync:one", "alerts:freshness"}
+    assert set(conf["beat"]) == {"sync:one", "alerts:freshness", "runs:watch"}
     assert conf["beat"]["alerts:freshness"]["task"] == routing.FRESHNESS_TASK
     assert conf["beat"]["alerts:freshness"]["schedule"] == "datetime.timedelta(seconds=60)"
 

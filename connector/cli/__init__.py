@@ -43,9 +43,9 @@ from connector.cli.explain import explain  # noqa: E402
 from connector.cli.failures import failures, quarantine_group  # noqa: E402
 from connector.cli.flower import flower  # noqa: E402
 from connector.cli.reconcile import reconcile  # noqa: E402
-from connector.cli.sync import status, sync  # noqa: E402
+from connector.cli.sync import resume, status, sync  # noqa: E402
 
-for _command in (sync, status, failures, quarantine_group, explain, reconcile, flower):
+for _command in (sync, status, resume, failures, quarantine_group, explain, reconcile, flower):
     main.add_command(_command)
 
 from connector.cli.links import links  # noqa: E402

@@ -183,3 +183,30 @@ def status(source: str | None, run_count: int, as_json: bool, config_path: str |
             )
             if r.get("error"):
                 click.echo(f"      error: {r['error']}")
+
+
+@click.command()
+@click.argument("run_id")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@config_option()
+def resume(run_id: str, as_json: bool, config_path: str | None) -> None:
+    """Queue again what a stuck run has not done (its fetch part, chunks, batches).
+
+    For a run that stays `running` with nothing moving: a task message the broker lost.
+    Beat does the same by itself once a run has not moved for `sync.stall_after`. Every
+    step is idempotent: a step that was only slow runs twice, nothing is written twice
+    wrongly. Exit 1 when the run could not be resumed (already over, or closed because
+    another run holds its source)."""
+    _config, services = config_and_services(config_path)
+    from connector.pipeline import UnknownRunError, resume_run
+
+    with operational_errors():
+        try:
+            out = resume_run(run_id, services=services)
+        except UnknownRunError as exc:
+            fail(str(exc), EXIT_CONFIG)
+    if as_json:
+        echo_json(out.to_dict())
+    else:
+        click.echo(f"run {out.run_id} ({out.source}): {out.summary()}")
+    exit_with(EXIT_PROBLEMS if out.closed else EXIT_OK)

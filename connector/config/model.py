@@ -326,6 +326,9 @@ class SyncConfig:
     # a fetch reads DAM pages this long, then goes on in a new task (steps/slices.py)
     fetch_slice_seconds: float = 240.0
     fetch_slice_pages: int | None = None   # also stop after this many pages (tests)
+    # a run whose progress has not moved this long gets its unfinished steps queued
+    # again (connector/pipeline/watchdog.py): longer than backoff_max + a task's limit
+    stall_after: float = 900.0
 
 
 @dataclass(frozen=True)

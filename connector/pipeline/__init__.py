@@ -68,6 +68,11 @@ Task bodies (tasks/pipeline.py only)
     remember_task_run(task_id, run_id) and hard_time_limit_exceeded(kind, limit, task_id=,
     run_id=, item_id=, part=) (a task the pool killed: its run fails at once, `timelimits`)
 
+Stalled runs (`watchdog`)
+    watch_runs() (beat): open runs whose progress has not moved for `sync.stall_after`
+    get their unfinished fetch part, chunks and batches queued again (a message the broker
+    lost); resume_run(run_id) does it at once (`connector resume RUN_ID`) -> Resumed
+
 Wiring
     Services(config, redis, keys, client=, cache=, sources=, enqueuer=, ...) holds the
     collaborators, built lazily once per process; get_services()/set_services(). The
@@ -115,11 +120,13 @@ from connector.pipeline.steps.push import push
 from connector.pipeline.steps.start import start_and_fetch, start_run
 from connector.pipeline.steps.transform import transform
 from connector.pipeline.timelimits import hard_time_limit_exceeded, remember_task_run
+from connector.pipeline.watchdog import Resumed, resume_run, watch_runs
 
 __all__ = [
     "Enqueuer",
     "MassDeletionError",
     "PipelineError",
+    "Resumed",
     "RunCounts",
     "RunRecord",
     "RunReport",
@@ -144,6 +151,7 @@ __all__ = [
     "quarantine",
     "reconcile",
     "remember_task_run",
+    "resume_run",
     "retry_dead_letters",
     "run_report",
     "set_services",
@@ -153,5 +161,6 @@ __all__ = [
     "start_run",
     "sync_assets_by_id",
     "transform",
+    "watch_runs",
     "watermark",
 ]

@@ -73,18 +73,26 @@ def after_task(s: Services, run_id: str, caller: str) -> None:
         for batch_id in batch_ids:
             s.enqueuer.push(run_id, batch_id)
     elif verdict == "finish":
-        record = s.runs.get(run_id)
-        if config_mismatch(s, record) is None:  # a refusing worker writes nothing
-            retry_after_run(s, record)  # the source's pending product links, once per run
-        advance = s.redis.hget(s.runs.prefix(run_id), "advance") == b"1"
-        finished = s.runs.finalize(
-            run_id, overlap=s.sync.watermark_overlap, advance_watermark=advance
-        )
-        log.info(
-            "run %s (%s) %s: %s", run_id, record.source, finished.state,
-            json.dumps(finished.report, sort_keys=True),
-        )
-        tell_alerts(s, record.source, run_id, finished.state, finished.error)
+        finish_run(s, run_id)
+
+
+def finish_run(s: Services, run_id: str) -> None:
+    """The run's end, by the one caller the completion check named its finisher (or the
+    watchdog, when that finisher died): pending links, final state, watermark, lock."""
+    record = s.runs.get(run_id)
+    if record.state in TERMINAL_STATES:
+        return
+    if config_mismatch(s, record) is None:  # a refusing worker writes nothing
+        retry_after_run(s, record)  # the source's pending product links, once per run
+    advance = s.redis.hget(s.runs.prefix(run_id), "advance") == b"1"
+    finished = s.runs.finalize(
+        run_id, overlap=s.sync.watermark_overlap, advance_watermark=advance
+    )
+    log.info(
+        "run %s (%s) %s: %s", run_id, record.source, finished.state,
+        json.dumps(finished.report, sort_keys=True),
+    )
+    tell_alerts(s, record.source, run_id, finished.state, finished.error)
 
 
 def tell_alerts(s: Services, source: str, run_id: str | None = None, state: str | None = None,

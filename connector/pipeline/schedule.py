@@ -1,7 +1,8 @@
 """The beat schedule, described without Celery: WHAT runs, and when.
 
 One entry per source with a `schedule` (kind `sync`: start a run and fetch) and one per
-source with a `reconcile_schedule` (kind `reconcile`). A source fed in real time keeps its
+source with a `reconcile_schedule` (kind `reconcile`); one (kind `watch`) that resumes
+runs which stopped moving (connector/pipeline/watchdog.py). A source fed in real time keeps its
 scheduled poll as a safety net unless `realtime.poll_enabled` is false. Several beats fire
 each entry once (celery-redbeat, tasks/beat.py); and a start that finds the source's run
 lock held (a manual sync, a reconcile) gets "busy" anyway.
@@ -17,10 +18,14 @@ from typing import Any, Literal
 
 from connector.config.model import Config, ScheduleConfig
 
-ScheduleKind = Literal["sync", "reconcile", "freshness"]
+ScheduleKind = Literal["sync", "reconcile", "freshness", "watch"]
 
 #: how often the freshness of every source is compared with `alerts.freshness_seconds`
 FRESHNESS_EVERY = 60.0
+#: how often open runs are checked for progress (connector/pipeline/watchdog.py)
+WATCH_EVERY = 60.0
+#: the beat entry of that check: always there, whatever started the runs
+WATCH_ENTRY = "runs:watch"
 
 
 class ScheduleError(ValueError):
@@ -76,4 +81,5 @@ def schedule_entries(config: Config) -> list[ScheduleEntry]:
             )
     if config.alerts.webhooks and config.alerts.freshness_seconds:
         entries.append(ScheduleEntry("alerts:freshness", "freshness", {}, every=FRESHNESS_EVERY))
+    entries.append(ScheduleEntry(WATCH_ENTRY, "watch", {}, every=WATCH_EVERY))
     return entries

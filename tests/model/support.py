@@ -111,8 +111,11 @@ def config_data(dam_url: str) -> dict[str, Any]:
     return {
         "pim": {"locales": list(LOCALES), "channels": ["ecommerce"], "max_in_flight": 4,
                 "requests_per_second": 1000},
+        # stall_after: 3 x the worker's visibility timeout (support.World): a message the
+        # broker lost (a worker killed between its pop and its write) is queued again
         "sync": {"chunk_size": 50, "push_batch_size": 50, "max_retries": 2,
-                 "backoff_base": 0.1, "backoff_max": 0.3, "watermark_overlap": 1},
+                 "backoff_base": 0.1, "backoff_max": 0.3, "watermark_overlap": 1,
+                 "stall_after": 30},
         "product_asset": {"tag": "product"},
         "families": {
             FAMILY: {
@@ -418,11 +421,12 @@ class World:
     # ---------------------------------------------------------------- waiting
 
     def wait_run(self, run_id: str, timeout: float = 60.0) -> dict[str, Any]:
-        from connector.pipeline import run_report
+        from connector.pipeline import run_report, watch_runs
 
         def done() -> dict[str, Any] | None:
             assert self.worker is not None and self.worker.poll() is None, (
                 f"worker died:\n{self.worker_log()}")
+            watch_runs(services=self.services)  # what beat does every minute
             report = dict(run_report(run_id, services=self.services))
             return report if report["state"] in ("succeeded", "failed", "abandoned") else None
 

@@ -31,6 +31,7 @@ class SyncSchema(StrictSchema):
         maximum_reason="the fetch task's soft time limit is 900 s (celeryconfig.py)",
     )
     fetch_slice_pages = Int(minimum=1)
+    stall_after = Duration(minimum=10)
 
     @validates("backoff_max")
     def _fits_the_time_budget(self, value: float, **kwargs: Any) -> None:
