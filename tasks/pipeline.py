@@ -178,15 +178,34 @@ def push_batch(self: PipelineTask, run_id: str, batch_id: str) -> None:
     patiently(lambda: pipeline.push(run_id, batch_id))
 
 
+class ReconcileTask(SyncRetryTask):
+    """Killed at its hard time limit, a reconcile's source lock is released at once."""
+
+    def on_failure(
+        self, exc: BaseException, task_id: str, args: tuple[Any, ...], kwargs: dict[str, Any],
+        einfo: Any,
+    ) -> None:
+        if not isinstance(exc, TimeLimitExceeded):
+            return  # any other failure ran the body's `finally`: the lock is released
+        try:
+            pipeline.reconcile_time_limit_exceeded(
+                task_id, float(exc.args[0] if exc.args else self.time_limit or 0))
+        except Exception:
+            log.exception("could not release the lock of %s[%s]", self.name, task_id)
+
+
 @app.task(
-    base=SyncRetryTask, bind=True, name=routing.RECONCILE_TASK,
+    base=ReconcileTask, bind=True, name=routing.RECONCILE_TASK,
     soft_time_limit=celeryconfig.RECONCILE_SOFT_TIME_LIMIT,
     time_limit=celeryconfig.RECONCILE_TIME_LIMIT, **RETRY_POLICY,
 )
 def reconcile_source(self: Task, source: str, apply: bool = False) -> dict[str, Any]:
     """A scheduled reconcile of a busy source is skipped (the next one comes), like a sync."""
+    task_id = self.request.id or "eager"
     try:
-        return pipeline.reconcile(source, apply=apply)
+        return pipeline.reconcile(
+            source, apply=apply,
+            on_locked=lambda token: pipeline.remember_task_lock(task_id, source, token))
     except pipeline.SourceBusyError as exc:
         log.info("%s", exc)
         return {"source": source, "busy": True, "holder": exc.holder, "message": str(exc)}

@@ -53,3 +53,29 @@ def test_nothing_to_fail_without_a_run_or_for_a_stale_fetch_part(services: Servi
                                              part=0, services=services) is None
     assert services.runs.get(started.run_id).state not in ("failed", "succeeded")
     assert services.runs.holder("dam") == started.run_id
+
+
+def test_a_killed_reconcile_releases_only_the_lock_it_still_holds(services: Services) -> None:
+    tokens: list[str] = []
+
+    def note(token: str) -> None:
+        tokens.append(token)
+        pipeline.remember_task_lock("rec-1", "dam", token, services=services)
+        assert services.runs.holder("dam") == token  # noted while it holds the lock
+
+    pipeline.reconcile("dam", services=services, on_locked=note)
+    assert len(tokens) == 1 and tokens[0].startswith("reconcile:")
+    # killed while holding it (the body's `finally` never ran): released, once
+    assert services.runs.acquire("dam", tokens[0], 60) is None
+    reason = pipeline.reconcile_time_limit_exceeded("rec-1", 3600.0, services=services)
+    assert reason == ("reconcile of dam exceeded its hard time limit of 3600 s: its lock is "
+                      "released, nothing it had not applied yet was applied")
+    assert services.runs.holder("dam") is None
+    assert pipeline.reconcile_time_limit_exceeded("rec-1", 3600.0, services=services) is None
+    # its re-queue run took the lock over: left alone
+    assert services.runs.acquire("dam", tokens[0], 60) is None
+    assert services.runs.hand_over("dam", tokens[0], "run-after", 60) is None
+    assert pipeline.reconcile_time_limit_exceeded("rec-1", 3600.0, services=services) is None
+    assert services.runs.holder("dam") == "run-after"
+    # a task that never took a lock
+    assert pipeline.reconcile_time_limit_exceeded("other", 1.0, services=services) is None

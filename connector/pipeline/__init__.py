@@ -66,7 +66,9 @@ Task bodies (tasks/pipeline.py only)
     parts: steps/slices.py), transform(run_id, chunk_id),
     push(run_id, batch_id), gave_up(kind, run_id, item_id, error),
     remember_task_run(task_id, run_id) and hard_time_limit_exceeded(kind, limit, task_id=,
-    run_id=, item_id=, part=) (a task the pool killed: its run fails at once, `timelimits`)
+    run_id=, item_id=, part=) (a task the pool killed: its run fails at once, `timelimits`);
+    remember_task_lock(task_id, source, token) and reconcile_time_limit_exceeded(task_id,
+    limit) (a killed reconcile: its source lock released at once)
 
 Stalled runs (`watchdog`)
     watch_runs() (beat): open runs whose progress has not moved for `sync.stall_after`
@@ -119,7 +121,12 @@ from connector.pipeline.steps.fetch import fetch
 from connector.pipeline.steps.push import push
 from connector.pipeline.steps.start import start_and_fetch, start_run
 from connector.pipeline.steps.transform import transform
-from connector.pipeline.timelimits import hard_time_limit_exceeded, remember_task_run
+from connector.pipeline.timelimits import (
+    hard_time_limit_exceeded,
+    reconcile_time_limit_exceeded,
+    remember_task_lock,
+    remember_task_run,
+)
 from connector.pipeline.watchdog import Resumed, resume_run, watch_runs
 
 __all__ = [
@@ -150,6 +157,8 @@ __all__ = [
     "push",
     "quarantine",
     "reconcile",
+    "reconcile_time_limit_exceeded",
+    "remember_task_lock",
     "remember_task_run",
     "resume_run",
     "retry_dead_letters",

@@ -26,7 +26,7 @@ sync started meanwhile is `busy`. The re-queue run takes the lock over, with no 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from connector.pipeline.deletions import apply_to_codes, check_mass_deletion
@@ -58,6 +58,7 @@ def reconcile(
     *,
     allow_mass_deletion: bool = False,
     services: Services | None = None,
+    on_locked: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Report (and with apply, repair) the differences between DAM and PIM for `source`.
 
@@ -72,6 +73,8 @@ def reconcile(
     holder = s.runs.acquire(source, token, s.sync.run_lock_ttl)
     if holder is not None:
         raise SourceBusyError(source, holder)
+    if on_locked is not None:  # the task notes its lock, for the day its process is killed
+        on_locked(token)
 
     def renew() -> None:
         s.runs.renew(source, token, s.sync.run_lock_ttl)

@@ -10,10 +10,16 @@ released once the tasks already queued are done.
 A scheduled fetch is sent without a run id: it starts its run itself, in the process that
 gets killed. `remember_task_run` writes the task's run id to Redis as soon as the run
 exists, so that the main process finds it.
+
+A reconcile has no run, but holds its source's lock (a sync of the source waits for it);
+killed, it would keep it until the lock's TTL. `remember_task_lock` notes the lock token
+it took, and `reconcile_time_limit_exceeded` releases the lock if that token still holds
+it (not when its re-queue run took it over).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 
 from connector.pipeline.completion import gave_up
@@ -29,6 +35,34 @@ TASK_RUN_TTL = 2 * 3600
 
 def _task_key(s: Services, task_id: str) -> str:
     return s.keys.of("task-run", task_id)
+
+
+def _lock_key(s: Services, task_id: str) -> str:
+    return s.keys.of("task-lock", task_id)
+
+
+def remember_task_lock(task_id: str, source: str, token: str, *,
+                       services: Services | None = None) -> None:
+    """The task `task_id` holds `source`'s lock under `token` (a reconcile)."""
+    s = services or get_services()
+    s.redis.set(_lock_key(s, task_id), json.dumps([source, token]), ex=TASK_RUN_TTL)
+
+
+def reconcile_time_limit_exceeded(task_id: str, limit: float, *,
+                                  services: Services | None = None) -> str | None:
+    """Release the source lock of a reconcile its hard time limit of `limit` seconds
+    killed; idempotent. Returns the reason logged, None when it held no lock any more."""
+    s = services or get_services()
+    raw = s.redis.get(_lock_key(s, task_id))
+    if raw is None:
+        return None
+    source, token = json.loads(raw)
+    if not s.runs.release(source, token):
+        return None  # released already, expired, or handed over to its re-queue run
+    reason = (f"reconcile of {source} exceeded its hard time limit of {limit:g} s: "
+              f"its lock is released, nothing it had not applied yet was applied")
+    log.error("%s", reason)
+    return reason
 
 
 def remember_task_run(task_id: str, run_id: str, *, services: Services | None = None) -> None:

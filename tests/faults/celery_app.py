@@ -8,7 +8,8 @@ everything else is the production configuration.
 
 FAULTS_FETCH_TIME_LIMIT (seconds, optional): the fetch task's hard time limit, with no soft
 limit, so that the time-limit test sees the pool kill a fetch (tests/faults/
-test_hard_time_limit.py) without waiting 16 minutes.
+test_hard_time_limit.py) without waiting 16 minutes; FAULTS_RECONCILE_TIME_LIMIT the
+same for the reconcile task (an hour in production).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 import os
 
 from tasks import app
-from tasks.pipeline import fetch_changed_assets
+from tasks.pipeline import fetch_changed_assets, reconcile_source
 
 _visibility = float(os.environ.get("FAULTS_VISIBILITY_TIMEOUT") or 10)
 app.conf.broker_transport_options = {
@@ -34,5 +35,10 @@ if _fetch_limit:  # billiard falls back to the pool's soft limit: no default one
     app.conf.task_soft_time_limit = None
     fetch_changed_assets.time_limit = float(_fetch_limit)
     fetch_changed_assets.soft_time_limit = None
+_reconcile_limit = os.environ.get("FAULTS_RECONCILE_TIME_LIMIT")
+if _reconcile_limit:
+    app.conf.task_soft_time_limit = None
+    reconcile_source.time_limit = float(_reconcile_limit)
+    reconcile_source.soft_time_limit = None
 
 __all__ = ["app"]

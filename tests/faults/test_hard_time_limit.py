@@ -35,7 +35,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 @pytest.fixture
 def world(tmp_path: Path, redis_url: str) -> Iterator[World]:
     w = World(tmp_path, redis_url, 30,
-              extra_env={"FAULTS_FETCH_TIME_LIMIT": str(HARD_LIMIT)})
+              extra_env={"FAULTS_FETCH_TIME_LIMIT": str(HARD_LIMIT),
+                         "FAULTS_RECONCILE_TIME_LIMIT": str(HARD_LIMIT)})
     try:
         w.start()
         assert w.dam is not None
@@ -85,3 +86,24 @@ def test_a_fetch_killed_by_its_hard_limit_fails_its_run_at_once(world: World) ->
     wait_for(lambda: broker_unacked(broker, world.namespace) == 0, timeout=DEADLINE,
              what="no unacknowledged message")
     assert sorted(services.runs.run_ids(SOURCE)) == sorted([started.run_id, scheduled])
+
+
+def test_a_reconcile_killed_by_its_hard_limit_releases_its_lock_at_once(world: World) -> None:
+    """A reconcile holds its source's lock (syncs of the source wait); killed, it would
+    keep it for the lock's TTL (an hour). The worker's main process releases it."""
+    assert world.services is not None and world.app is not None
+    services = world.services
+    world.start_worker(1, app=APP, loglevel="INFO")
+    sent = time.monotonic()
+    world.app.send_task(routing.RECONCILE_TASK, kwargs={"source": SOURCE, "apply": True},
+                        queue=routing.queue_of(routing.RECONCILE_TASK))
+    wait_for(lambda: (services.runs.holder(SOURCE) or "").startswith("reconcile:"),
+             timeout=DEADLINE, what="the reconcile holding the lock")
+    wait_for(lambda: services.runs.holder(SOURCE) is None, timeout=DEADLINE,
+             what="the killed reconcile's lock released")
+    assert time.monotonic() - sent < DEADLINE
+    log = world.worker_log()
+    assert f"reconcile of {SOURCE} exceeded its hard time limit of {HARD_LIMIT} s" in log, log
+    # the source is free for a sync at once
+    started = start_run(SOURCE, "test", services=services)
+    assert started.started, started.message
