@@ -244,3 +244,34 @@ def test_relative_media_links_are_joined_with_the_base_url(
 
 def test_without_a_base_url_a_relative_link_is_kept() -> None:
     assert convert("/files/a.png", ctx(LINK_PLAIN)) == "/files/a.png"
+
+
+class _CountingCode(str):
+    """An option code that counts how often it is folded."""
+
+    folds = 0
+
+    def casefold(self) -> str:
+        _CountingCode.folds += 1
+        return str.casefold(self)
+
+
+def test_the_pims_options_are_folded_once_per_structure_not_per_value() -> None:
+    # a real family's attribute can have thousands of options: scanning them for every
+    # DAM label made the transform O(labels x options)
+    options = (*(_CountingCode(f"opt_{i}") for i in range(5000)), "Light_Blue")
+    attribute = Attribute("m", "multiple_options", options=options)
+    context = ctx(attribute, auto_create=True)
+    assert convert(["opt_7", "light blue", "new one"], context) == ["opt_7", "Light_Blue",
+                                                                    "new_one"]
+    folded_once = _CountingCode.folds
+    assert 5000 <= folded_once < 5010  # the index, and the few codes found in it
+    for i in range(200):
+        assert convert([f"opt_{i}", "LIGHT_BLUE"], ctx(attribute)) == [f"opt_{i}", "Light_Blue"]
+    # 200 more values: a fold or two of each code found, never another scan of the 5,000
+    assert _CountingCode.folds - folded_once <= 2 * 200
+    # options this process created win over the PIM's spelling, as before
+    created = ConversionContext(family="fam", attribute=attribute, mapping=context.mapping,
+                                known_options=frozenset({"LIGHT_blue"}))
+    assert convert(["light blue"], created) == ["LIGHT_blue"]
+    assert context.pending_options == [PendingOption("fam", "m", "new_one", "new one")]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import Any
 
 ATTRIBUTE_TYPES = frozenset(
@@ -53,6 +54,13 @@ class Attribute:
         kw["labels"] = dict(data.get("labels") or {})
         exts = data.get("allowed_extensions") or ()
         return cls(allowed_extensions=tuple(exts), options=tuple(options or ()), **kw)
+
+    @cached_property
+    def options_by_folded_code(self) -> dict[str, str]:
+        """casefold(code) → code of the PIM's options, built once per structure: a
+        family's attribute may have thousands of options, and every DAM label is looked up
+        in them."""
+        return {c.casefold(): c for c in self.options}
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

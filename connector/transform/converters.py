@@ -14,6 +14,7 @@ by the transformer when it executes the plan).
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import unicodedata
@@ -318,6 +319,7 @@ def convert_date(value: Any, ctx: ConversionContext) -> str:
 # ---------------------------------------------------------------- options
 
 
+@functools.lru_cache(maxsize=8192)
 def normalise_option_code(label: str) -> str:
     """A DAM label as an Akeneo option code: accents dropped, every run of other characters
     → ``_``, lower case (``"Light Blue"`` → ``light_blue``)."""
@@ -343,20 +345,28 @@ def _option_code(label: Any, ctx: ConversionContext) -> tuple[str, str]:
         raise ctx.fail(f"{_describe(label)} cannot be turned into an option code")
     if len(code) > MAX_CODE_LENGTH:
         raise ctx.fail(f"option code for {_describe(label)} is longer than 255 characters")
-    existing = {c.casefold(): c for c in (*ctx.attribute.options, *ctx.known_options)}
-    return existing.get(code.casefold(), code), text
+    return _existing_option(code.casefold(), ctx) or code, text
+
+
+def _existing_option(folded: str, ctx: ConversionContext) -> str | None:
+    """The spelling of an option the PIM has (or this process created) whose code folds
+    to `folded`; None when there is none. One dict lookup: the attribute's options are
+    folded once per structure (`Attribute.options_by_folded_code`)."""
+    for known in ctx.known_options:  # created by this process: few, and they win
+        if known.casefold() == folded:
+            return known
+    return ctx.attribute.options_by_folded_code.get(folded)
 
 
 def _resolve_options(labels: list[Any], ctx: ConversionContext) -> list[str]:
     codes: list[str] = []
     missing: list[tuple[str, str]] = []
-    known = {c.casefold() for c in (*ctx.attribute.options, *ctx.known_options)}
     for label in labels:
         code, text = _option_code(label, ctx)
         if code in codes:
             continue
         codes.append(code)
-        if code.casefold() not in known:
+        if _existing_option(code.casefold(), ctx) is None:
             missing.append((code, text))
     if missing:
         if not ctx.auto_create_options:
