@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 from werkzeug.wrappers import Request, Response
 
+from connector.dam import media as media_module
 from connector.dam.base import TransientDamError
 from connector.dam.media import (
     MediaError,
@@ -227,3 +229,61 @@ def test_messages_do_not_leak_query_strings():
     with pytest.raises(MediaRefusedError) as err:
         downloader.check_url("http://evil.example.com/a.png?signature=TOPSECRET")
     assert "TOPSECRET" not in str(err.value)
+
+
+def _no_temporary_files(monkeypatch) -> None:
+    def refuse(*_args, **_kw):
+        raise AssertionError("a temporary file was made for a small download")
+
+    for name in ("mkstemp", "TemporaryFile", "NamedTemporaryFile", "SpooledTemporaryFile"):
+        monkeypatch.setattr(tempfile, name, refuse)
+
+
+def test_a_small_download_is_opened_in_memory_without_a_temporary_file(
+        dam, recorder, monkeypatch):
+    # per media file, a temporary file (mkstemp, write, reopen, unlink) cost more CPU than
+    # the bytes it held (bench/media_path.py): a body within in_memory_max stays in memory
+    sb, url = dam
+    asset_id = next(sb.ids())
+    rec = sb.record(asset_id)
+    _no_temporary_files(monkeypatch)
+    downloader = downloader_for(url, max_bytes=1_000_000)
+    with downloader.open(f"{url}/media/{asset_id}/{rec['filename']}") as stream:
+        assert len(stream.read()) == rec["fileSize"]
+        stream.seek(0)  # seekable: an upload retry reads it again
+        assert len(stream.read()) == rec["fileSize"]
+    _, rec_url = recorder  # no Content-Length: chunks that stay under the threshold
+    with SafeDownloader(["127.0.0.1"], 200_000, in_memory_max=100_000).open(
+            rec_url + "/big-chunked") as stream:
+        assert stream.read() == b"x" * 100_000
+
+
+def test_a_download_past_in_memory_max_spills_to_a_file_gone_on_close(
+        dam, recorder, own_tempdir, monkeypatch):
+    _, rec_url = recorder
+    downloader = SafeDownloader(["127.0.0.1"], 200_000, in_memory_max=10_000)
+    written: list[int] = []
+
+    class Spy(io.BytesIO):
+        def write(self, data) -> int:  # what is held in memory at once
+            written.append(len(self.getbuffer()) + len(data))
+            return super().write(data)
+
+    monkeypatch.setattr(media_module, "BytesIO", Spy)
+    with downloader.open(rec_url + "/big-chunked") as stream:  # 100 chunks of 1000 bytes
+        assert not isinstance(stream, io.BytesIO)
+        assert len(list(own_tempdir.iterdir())) <= 1  # anonymous: unlinked already
+        assert stream.read() == b"x" * 100_000
+    assert max(written) <= 10_000  # never more than the threshold in memory
+    assert list(own_tempdir.iterdir()) == []
+    sb, url = dam  # an announced Content-Length past the threshold goes to a file at once
+    asset_id = next(sb.ids())
+    rec = sb.record(asset_id)
+    written.clear()
+    with SafeDownloader(["127.0.0.1"], 1_000_000, in_memory_max=100).open(
+            f"{url}/media/{asset_id}/{rec['filename']}") as stream:
+        assert len(stream.read()) == rec["fileSize"]
+    assert written == []
+    with pytest.raises(MediaTooLargeError, match="more than the 5000-byte cap"):
+        SafeDownloader(["127.0.0.1"], 5000, in_memory_max=1000).open(rec_url + "/big-chunked")
+    assert list(own_tempdir.iterdir()) == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import tempfile
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -317,6 +318,21 @@ def test_open_binary_streams_the_dam_file(sandbox):
     with source.open_binary(asset) as stream:
         data = stream.read()
     assert data.startswith(b"\x89PNG") and len(data) == sb.record(asset.id)["fileSize"]
+
+
+def test_open_binary_of_a_small_file_makes_no_temporary_file(sandbox, monkeypatch):
+    # SafeDownloader.open keeps a body within its in-memory threshold in memory
+    sb, url = sandbox
+    source = make_source(url, "bynder")
+    asset = collect(source)[0][0]
+
+    def refuse(*_args, **_kw):
+        raise AssertionError("a temporary file was made")
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    monkeypatch.setattr(tempfile, "TemporaryFile", refuse)
+    with source.open_binary(asset) as stream:
+        assert len(stream.read()) == sb.record(asset.id)["fileSize"]
 
 
 # ---------------------------------------------------------------- auth

@@ -13,7 +13,9 @@ internal services, or fill the disk. So a download:
   `Host` header, TLS SNI and the certificate check;
 * follows redirects by hand, re-checking and re-pinning every hop, and drops credentials
   when a hop leaves the origin they were meant for;
-* streams into a temporary file, stopping at `max_bytes` (announced or actual).
+* streams into a temporary file, stopping at `max_bytes` (announced or actual); `open`
+  keeps a body of at most `in_memory_max` bytes in memory instead (a temporary file cost
+  more CPU per media file than the few kilobytes it held: docs/performance.md, section 8).
 
 `send` (check, then one pinned request) is also how alerts post their webhooks.
 Through an HTTP(S) proxy nothing is pinned: the proxy resolves the name.
@@ -27,7 +29,9 @@ import socket
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from io import BytesIO
 from pathlib import Path, PurePosixPath
+from typing import IO, TypeVar
 from urllib.parse import urljoin, urlsplit
 
 import requests
@@ -51,6 +55,10 @@ METADATA_HOSTS = frozenset(
 )
 METADATA_ADDRESSES = frozenset({"169.254.169.254", "fd00:ec2::254", "100.100.100.200"})
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+#: `SafeDownloader.open` keeps a body up to this size in memory; a larger one goes to disk
+IN_MEMORY_MAX = 8 * 1024 * 1024
+
+T = TypeVar("T")
 
 
 class MediaError(DamError):
@@ -99,7 +107,7 @@ def _is_public(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
 
 
 class SafeDownloader:
-    """Downloads a URL to a temporary file, or refuses with a clear reason."""
+    """Downloads a URL to a temporary file (or memory: `open`), or refuses with a clear reason."""
 
     def __init__(
         self,
@@ -111,6 +119,7 @@ class SafeDownloader:
         resolver: Resolver | None = None,
         max_redirects: int = 5,
         chunk_size: int = 64 * 1024,
+        in_memory_max: int = IN_MEMORY_MAX,
     ) -> None:
         self.allowed_hosts = frozenset(normalise_host(h) for h in allowed_hosts if h)
         # Hosts allowed to resolve to non-public addresses: named explicitly by the
@@ -122,6 +131,7 @@ class SafeDownloader:
         self.timeout = timeout
         self.max_redirects = max_redirects
         self.chunk_size = chunk_size
+        self.in_memory_max = in_memory_max
         self._resolve = resolver or default_resolver
 
     # ------------------------------------------------------------------ checks
@@ -234,15 +244,40 @@ class SafeDownloader:
         """Fetch `url` into a temporary file the caller removes. One attempt: a 429/5xx or
         a network failure is a TransientDamError carrying the server's Retry-After, for the
         caller's retry loop (connector.dam.rest) to wait out."""
+        return self._fetch_with(url, session, headers, self._save)
+
+    def open(
+        self,
+        url: str,
+        session: requests.Session | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> IO[bytes]:
+        """`fetch`, as a seekable file at its first byte that the caller closes: in memory
+        up to `in_memory_max` bytes, else an unnamed temporary file (gone when closed)."""
+        return self._fetch_with(url, session, headers, self._buffer)
+
+    def _fetch_with(
+        self,
+        url: str,
+        session: requests.Session | None,
+        headers: dict[str, str] | None,
+        save: Callable[[requests.Response, str], T],
+    ) -> T:
         own_session = session is None or not _pins(session)
         http = PooledSession() if own_session or session is None else session  # pins
         try:
-            return self._fetch(http, url, headers or {})
+            return self._fetch(http, url, headers or {}, save)
         finally:
             if own_session:
                 http.close()
 
-    def _fetch(self, http: requests.Session, url: str, headers: dict[str, str]) -> Path:
+    def _fetch(
+        self,
+        http: requests.Session,
+        url: str,
+        headers: dict[str, str],
+        save: Callable[[requests.Response, str], T],
+    ) -> T:
         origin = _origin(url)
         current = url
         for _hop in range(self.max_redirects + 1):
@@ -267,27 +302,42 @@ class SafeDownloader:
                     raise MediaError(
                         f"download of {safe_url(current)} answered HTTP {resp.status_code}"
                     )
-                return self._save(resp, current)
+                return save(resp, current)
         raise MediaRefusedError(
             f"refused {safe_url(url)}: more than {self.max_redirects} redirects"
         )
 
-    def _save(self, resp: requests.Response, url: str) -> Path:
+    def _announced(self, resp: requests.Response, url: str) -> int | None:
+        """The Content-Length, when the server sent one; MediaTooLargeError over the cap."""
         announced = resp.headers.get("Content-Length")
-        if (
-            announced is not None
-            and announced.strip().isdigit()
-            and int(announced) > self.max_bytes
-        ):
+        if announced is None or not announced.strip().isdigit():
+            return None
+        if int(announced) > self.max_bytes:
             raise MediaTooLargeError(
                 f"{safe_url(url)} is {int(announced)} bytes (Content-Length), "
                 f"over the {self.max_bytes}-byte cap"
             )
+        return int(announced)
+
+    def _save(self, resp: requests.Response, url: str) -> Path:
+        self._announced(resp, url)
         return spool_capped(
             resp.iter_content(self.chunk_size), cap=self.max_bytes,
             where=f"download of {safe_url(url)}", name=urlsplit(url).path,
-            transport_error=lambda exc: isinstance(exc, requests.RequestException),
+            transport_error=_is_requests_error,
         )
+
+    def _buffer(self, resp: requests.Response, url: str) -> IO[bytes]:
+        announced = self._announced(resp, url)
+        return buffer_capped(
+            resp.iter_content(self.chunk_size), cap=self.max_bytes,
+            where=f"download of {safe_url(url)}", in_memory=self.in_memory_max,
+            announced=announced, transport_error=_is_requests_error,
+        )
+
+
+def _is_requests_error(exc: BaseException) -> bool:
+    return isinstance(exc, requests.RequestException)
 
 
 def spool_capped(
@@ -325,6 +375,47 @@ def spool_capped(
         raise
     metrics.add("media_downloaded", by=size)  # fleet-wide metrics (connector.metrics)
     return path
+
+
+def buffer_capped(
+    chunks: Iterable[bytes],
+    *,
+    cap: int,
+    where: str,
+    in_memory: int,
+    announced: int | None,
+    transport_error: Callable[[BaseException], bool],
+) -> IO[bytes]:
+    """`spool_capped` into a file object at its first byte: a BytesIO while the body stays
+    within `in_memory` bytes (announced or actual), else an unnamed temporary file that the
+    bytes so far move to, so a large body is never held whole in memory."""
+    out: IO[bytes] = (
+        BytesIO() if announced is None or announced <= in_memory
+        else tempfile.TemporaryFile(prefix="dam-media-")  # noqa: SIM115  # returned open
+    )
+    size = 0
+    try:
+        for chunk in chunks:
+            size += len(chunk)
+            if size > cap:
+                raise MediaTooLargeError(f"{where} sent more than the {cap}-byte cap")
+            if size > in_memory and isinstance(out, BytesIO):
+                spilled = tempfile.TemporaryFile(prefix="dam-media-")  # noqa: SIM115
+                with out.getbuffer() as held:
+                    spilled.write(held)
+                out.close()
+                out = spilled
+            out.write(chunk)
+    except BaseException as exc:
+        out.close()
+        if transport_error(exc):
+            raise TransientDamError(
+                f"{where} broke off after {size} bytes: {type(exc).__name__}"
+            ) from None
+        raise
+    metrics.add("media_downloaded", by=size)  # fleet-wide metrics (connector.metrics)
+    out.seek(0)
+    return out
 
 
 def _pins(session: requests.Session) -> bool:

@@ -21,7 +21,6 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
-from pathlib import Path
 from typing import IO, Any
 from urllib.parse import quote, urlsplit
 
@@ -180,25 +179,22 @@ class RestSource(DamSource):
     def _open(self, asset: DamAsset) -> Iterator[IO[bytes]]:
         if not asset.media_url:
             raise MediaError(f"asset {asset.id!r} of {self.name} has no media URL")
-        path = self._download(asset.media_url)
-        try:
-            with path.open("rb") as stream:
-                yield stream
-        finally:
-            path.unlink(missing_ok=True)
+        with self._download(asset.media_url) as stream:
+            yield stream
 
-    def _download(self, url: str) -> Path:
-        """The binary in a temporary file, with the same budget and bounded retries as
-        every API request. A binary on another host (a CDN) is retried the same way, but
-        neither takes this DAM's budget nor closes its gate."""
+    def _download(self, url: str) -> IO[bytes]:
+        """The binary as a file the caller closes (in memory when small: `SafeDownloader.
+        open`), with the same budget and bounded retries as every API request. A binary on
+        another host (a CDN) is retried the same way, but neither takes this DAM's budget
+        nor closes its gate."""
         own = _origin(url) == self._origin
 
-        def attempt() -> Path:
+        def attempt() -> IO[bytes]:
             if not own:
-                return self.downloader.fetch(url, self.session, {})
+                return self.downloader.open(url, self.session, {})
             with self.throttle.slot():
                 try:
-                    return self.downloader.fetch(url, self.session, self.auth.headers())
+                    return self.downloader.open(url, self.session, self.auth.headers())
                 except TransientDamError as exc:
                     if exc.retry_after is not None:  # close the gate before the slot frees
                         self.throttle.block_for(exc.retry_after)

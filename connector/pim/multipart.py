@@ -62,8 +62,19 @@ class MultipartFile(io.RawIOBase):
         return self._pos
 
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
-        """Fill `buffer` from the current piece (head, file or tail); 0 at the end."""
+        """Fill `buffer` from the pieces (head, file, tail) in turn; 0 at the end. One read
+        spans pieces: a small upload is one block, so one send and one TLS record."""
         view = memoryview(buffer).cast("B")
+        filled = 0
+        while filled < len(view):
+            got = self._read_piece(view[filled:])
+            if not got:
+                break
+            filled += got
+        return filled
+
+    def _read_piece(self, view: memoryview) -> int:
+        """Copy into `view` from the piece the position is in; 0 at the end."""
         head, size = len(self._head), self._size
         if self._pos < head:
             piece = self._head[self._pos : self._pos + len(view)]

@@ -140,7 +140,10 @@ class MediaFileHandler:
         code = pending.code
         uploaded = False
         if code is None:
-            cached = self.redis.get(self.hash_key(str(pending.sha256)))  # uploaded meanwhile?
+            # uploaded meanwhile? Asked only of a plan without the download (a dry run's,
+            # maybe old): a plan that kept it (transform) looked the hash up a moment ago
+            cached = None if pending.binary is not None else self.redis.get(
+                self.hash_key(str(pending.sha256)))
             if cached:
                 code = cached.decode() if isinstance(cached, bytes) else str(cached)
             else:
