@@ -81,6 +81,10 @@ PYTHON = sys.executable
 FOREIGN_ENV = (*shared.FOREIGN_ENV, "CONNECTOR_")
 #: the PIM budget of the "proof" issue: 4 concurrent requests, 300 ms per bulk request
 BUDGET_PIM = {"max_concurrency": 4, "bulk_latency": 0.3}
+#: a second Akeneo connection for media uploads (`--media-connection`): the sandbox PIM
+#: accepts it, limits it to 4 concurrent calls like the first and the instance to 10
+MEDIA_CLIENT, MEDIA_SECRET = "bench-media-client", "bench-media-secret"
+MEDIA_PIM = {"extra_clients": {MEDIA_CLIENT: MEDIA_SECRET}, "max_concurrency_instance": 10}
 
 
 # ---------------------------------------------------------------------- transport
@@ -333,6 +337,52 @@ def write_config(
 # ---------------------------------------------------------------------- the harness
 
 
+class MachineCpu:
+    """CPU of everything on the machine between `start` and `stop`: the busy share of all
+    cores (/proc/stat), Redis's own CPU (INFO cpu) and this process's. Why: a figure that
+    misses its target must say whether the machine had CPU left; the worker and sandbox
+    process trees alone do not show Redis, the benchmark or the kernel."""
+
+    def __init__(self, redis_url: str) -> None:
+        self.redis = get_redis(redis_url)
+        self._start: tuple[list[int], float, float, float] | None = None
+
+    @staticmethod
+    def _jiffies() -> list[int]:
+        try:
+            with open("/proc/stat") as stat:
+                return [int(v) for v in stat.readline().split()[1:9]]
+        except OSError:  # not Linux: no machine-wide figure
+            return []
+
+    def _redis_cpu(self) -> float:
+        try:
+            info = self.redis.info("cpu")
+            return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+        except Exception:  # a managed Redis may refuse INFO
+            return float("nan")
+
+    def start(self) -> None:
+        self._start = (self._jiffies(), self._redis_cpu(), time.process_time(),
+                       time.monotonic())
+
+    def stop(self) -> dict[str, float]:
+        assert self._start is not None
+        jiffies0, redis0, own0, wall0 = self._start
+        jiffies1 = self._jiffies()
+        out = {"wall_s": round(time.monotonic() - wall0, 2),
+               "cores": os.cpu_count() or 1,
+               "redis_cpu_s": round(self._redis_cpu() - redis0, 2),
+               "benchmark_cpu_s": round(time.process_time() - own0, 2)}
+        if jiffies0 and jiffies1:
+            deltas = [b - a for a, b in zip(jiffies0, jiffies1, strict=True)]
+            total = sum(deltas) or 1
+            idle = deltas[3] + deltas[4]  # idle + iowait
+            out["busy_share"] = round(1 - idle / total, 3)
+            out["busy_cpu_s"] = round((1 - idle / total) * out["wall_s"] * out["cores"], 2)
+        return out
+
+
 @dataclass
 class RunResult:
     """A finished run: its report, wall time seen from here, CPU of the workers."""
@@ -346,6 +396,9 @@ class RunResult:
     transformed_at: float | None = None
     #: connections and TLS handshakes each sandbox accepted during the run
     transport: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: the whole machine during the run (`MachineCpu`): every core's busy share, this
+    #: benchmark's own process, Redis's server CPU — what the process trees leave out
+    machine: dict[str, float] = field(default_factory=dict)
 
     @property
     def counts(self) -> dict[str, Any]:
@@ -365,9 +418,13 @@ class Harness:
     def __init__(
         self, assets: int, *, pim_settings: dict[str, Any] | None = None,
         pim: dict[str, Any] | None = None, sync: dict[str, Any] | None = None,
-        label: str = "bench", tls: bool | None = None,
+        label: str = "bench", tls: bool | None = None, media_connection: bool = False,
     ) -> None:
         self.assets = assets
+        #: workers upload media through a second connection (AKENEO_MEDIA_*, MEDIA_PIM)
+        self.media_connection = media_connection
+        if media_connection:
+            pim_settings = {**(pim_settings or {}), **MEDIA_PIM}
         self.tls = TLS_BY_DEFAULT if tls is None else tls
         self.pim_settings = {"seed": 3, **(pim_settings or {})}
         self.pim_config = pim or {}
@@ -415,8 +472,16 @@ class Harness:
             namespace=self.namespace, redis_url=self.redis_url, broker_url=self.broker_url,
             pim_url=self.pim.url, config_path=self.config_path, foreign=FOREIGN_ENV,
             extra={"PYTHONUNBUFFERED": "1",
-                   **({"REQUESTS_CA_BUNDLE": str(self.ca_dir / "ca.pem")} if self.ca_dir else {})},
+                   **({"REQUESTS_CA_BUNDLE": str(self.ca_dir / "ca.pem")} if self.ca_dir else {}),
+                   **(self.media_env() if self.media_connection else {})},
         )
+
+    def media_env(self) -> dict[str, str]:
+        """AKENEO_MEDIA_*: the sandbox's second connection (same user as the first)."""
+        credentials = self.credentials()
+        return {"AKENEO_MEDIA_CLIENT_ID": MEDIA_CLIENT, "AKENEO_MEDIA_CLIENT_SECRET": MEDIA_SECRET,
+                "AKENEO_MEDIA_USERNAME": credentials.username,
+                "AKENEO_MEDIA_PASSWORD": credentials.password.reveal()}
 
     def start(self) -> Harness:
         env = self.base_env()
@@ -542,6 +607,8 @@ class Harness:
 
         assert self.services is not None
         transport0 = self.transport()
+        machine = MachineCpu(self.redis_url)
+        machine.start()
         cpu0 = self.worker_cpu()
         sandbox0 = self.sandbox_cpu()
         peak: dict[str, int] = {}
@@ -577,6 +644,7 @@ class Harness:
                 raise TimeoutError(f"run {run_id} did not finish in {timeout:.0f}s: {report}")
             time.sleep(poll)
         wall = time.monotonic() - t0
+        machine_cpu = machine.stop()
         cpu = self.worker_cpu() - cpu0
         sandbox1 = self.sandbox_cpu()
         transport1 = self.transport()
@@ -587,6 +655,7 @@ class Harness:
             report=dict(report), wall=wall, worker_cpu=cpu,
             sandbox_cpu={k: round(sandbox1[k] - sandbox0.get(k, 0.0), 2) for k in sandbox1},
             rss_peak=peak, transformed_at=transformed_at, transport=transport,
+            machine=machine_cpu,
         )
 
 
@@ -605,6 +674,17 @@ def pim_writes(counters: dict[str, Any]) -> int:
 
 def bulk_asset_requests(counters: dict[str, Any]) -> int:
     return int(counters.get("bulk_asset_requests") or 0)
+
+
+def machine_line(machine: dict[str, float]) -> str:
+    """`MachineCpu`'s figures for people: was the machine out of CPU during the run?"""
+    if not machine:
+        return "machine: not measured"
+    busy = (f"all {machine['cores']} cores {machine['busy_share']:.0%} busy "
+            f"({machine['busy_cpu_s']} CPU-s in {machine['wall_s']} s)"
+            if "busy_share" in machine else "busy share unknown (no /proc/stat)")
+    return (f"machine during the run: {busy}; Redis {machine['redis_cpu_s']} CPU-s, "
+            f"this benchmark's process {machine['benchmark_cpu_s']} CPU-s")
 
 
 def diff_counters(after: dict[str, Any], before: dict[str, Any]) -> dict[str, Any]:

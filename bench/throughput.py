@@ -24,7 +24,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import ALL_QUEUES, BUDGET_PIM, Harness, add_transport_args, bulk_window, emit
+from bench.common import (
+    ALL_QUEUES,
+    BUDGET_PIM,
+    Harness,
+    add_transport_args,
+    bulk_window,
+    emit,
+    machine_line,
+)
 from tasks import routing
 
 TARGET_SHARE = 0.85
@@ -37,6 +45,7 @@ def bound(max_concurrency: float, bulk_latency: float, batch: int = 100) -> floa
 def measure(
     assets: int, *, push_workers: int, push_concurrency: int, other_concurrency: int,
     layout: str, bulk_latency: float, label: str = "bench-tput", staged: bool = False,
+    media_connection: bool = False,
 ) -> dict[str, Any]:
     """One sync of `assets` under the PIM budget; figures as a dict.
 
@@ -45,7 +54,8 @@ def measure(
     stage alone against the PIM's budget, without fetch/transform competing for the CPU.
     """
     settings = dict(BUDGET_PIM, bulk_latency=bulk_latency)
-    with Harness(assets, pim_settings=settings, label=label) as world:
+    with Harness(assets, pim_settings=settings, label=label,
+                 media_connection=media_connection) as world:
 
         def start_push_workers() -> None:
             for _ in range(push_workers):
@@ -94,10 +104,13 @@ def measure(
         "transformed_at_s": (round(result.transformed_at, 2)
                              if result.transformed_at is not None else None),
         "status_429": status_429,
+        "media_connection": media_connection,
         "max_concurrent_seen_by_pim": after["max_concurrent"],
+        "max_concurrent_by_connection": after.get("max_concurrent_by_client", {}),
         "mean_assets_per_request": counts.get("mean_assets_per_request"),
         "worker_cpu_s": round(result.worker_cpu, 2),
         "sandbox_cpu_s": result.sandbox_cpu,
+        "machine": result.machine,
     }
 
 
@@ -113,12 +126,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--staged", action="store_true",
                         help="start the push workers only after every chunk is transformed "
                              "(times the push stage alone; the target stays end to end)")
+    parser.add_argument("--media-connection", action="store_true",
+                        help="upload media files through a second Akeneo connection "
+                             "(AKENEO_MEDIA_*: 4 slots of its own, the instance limited to 10)")
     add_transport_args(parser)
     args = parser.parse_args(argv)
     out = measure(args.assets, push_workers=args.push_workers,
                   push_concurrency=args.push_concurrency,
                   other_concurrency=args.other_concurrency, layout=args.layout,
-                  bulk_latency=args.bulk_latency, staged=args.staged)
+                  bulk_latency=args.bulk_latency, staged=args.staged,
+                  media_connection=args.media_connection)
     met = (out["share_of_bound"] >= TARGET_SHARE and out["status_429"] == 0
            and out["state"] == "succeeded")
     out.update(target_share=TARGET_SHARE, met=met)
@@ -132,8 +149,11 @@ def main(argv: list[str] | None = None) -> int:
         f"all chunks transformed {out['transformed_at_s']} s after start; PIM slots busy "
         f"{out['push_window']['slot_utilisation']:.0%} of the push window",
         f"429s received: {out['status_429']}; max concurrent at the PIM: "
-        f"{out['max_concurrent_seen_by_pim']}",
+        f"{out['max_concurrent_seen_by_pim']} (by connection: "
+        f"{out['max_concurrent_by_connection']}); media connection: "
+        f"{'yes' if args.media_connection else 'no'}",
         f"workers CPU: {out['worker_cpu_s']} s; sandboxes CPU: {out['sandbox_cpu_s']}",
+        machine_line(out["machine"]),
     ]
     emit("throughput", out, lines)
     return 0 if out["state"] == "succeeded" else 1

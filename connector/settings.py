@@ -71,6 +71,42 @@ class PimCredentials:
             password=Secret(env["AKENEO_PASSWORD"]),
         )
 
+    @classmethod
+    def media_from_env(cls, env: dict[str, str] | None = None) -> PimCredentials | None:
+        """A second Akeneo connection for media-file uploads, or None when none is set.
+
+        Why: Akeneo limits concurrent calls per connection (4), not only per instance (10).
+        On one connection every upload takes a slot the bulk PATCHes need; uploads on a
+        connection of their own leave those slots to the PATCHes. All four AKENEO_MEDIA_*
+        variables, or none (AKENEO_URL is shared)."""
+        env = dict(os.environ) if env is None else env
+        names = MEDIA_CONNECTION_ENV
+        given = [n for n in names if env.get(n)]
+        if not given:
+            return None
+        missing = [n for n in (*names, "AKENEO_URL") if not env.get(n)]
+        if missing:
+            raise SettingsError(
+                "a media connection needs all of " + ", ".join(names)
+                + "; missing environment variable(s): " + ", ".join(missing)
+            )
+        return cls(
+            url=env["AKENEO_URL"].rstrip("/"),
+            client_id=env["AKENEO_MEDIA_CLIENT_ID"],
+            client_secret=Secret(env["AKENEO_MEDIA_CLIENT_SECRET"]),
+            username=env["AKENEO_MEDIA_USERNAME"],
+            password=Secret(env["AKENEO_MEDIA_PASSWORD"]),
+        )
+
+
+#: the optional second Akeneo connection for media uploads (`PimCredentials.media_from_env`)
+MEDIA_CONNECTION_ENV = (
+    "AKENEO_MEDIA_CLIENT_ID",
+    "AKENEO_MEDIA_CLIENT_SECRET",
+    "AKENEO_MEDIA_USERNAME",
+    "AKENEO_MEDIA_PASSWORD",
+)
+
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 

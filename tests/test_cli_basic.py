@@ -175,6 +175,38 @@ def test_check_in_a_real_process(env, pim_server, tmp_path):
     assert report["sources"]["dam"]["reachable"] is False
 
 
+def test_check_asks_the_media_connection_for_a_token(env, pim_server, tmp_path, monkeypatch):
+    """AKENEO_MEDIA_* (uploads on a second Akeneo connection): `check` proves it works,
+    says what the PIM answered when it does not, refuses the main connection twice over,
+    and a partial set is a configuration error."""
+    sandbox, _server = pim_server
+    good = write_config(tmp_path, CONFIG)
+    assert run("structure", "apply", str(EXAMPLE), "-c", good).exit_code == 0
+    media = {"AKENEO_MEDIA_CLIENT_ID": "uploads", "AKENEO_MEDIA_CLIENT_SECRET": "up-secret",
+             "AKENEO_MEDIA_USERNAME": "sandbox", "AKENEO_MEDIA_PASSWORD": "sandbox-password"}
+    for key, value in media.items():
+        monkeypatch.setenv(key, value)
+    sandbox.update_settings(extra_clients={"uploads": "up-secret"})
+    try:
+        ok = run("check", "--no-dam", "--config", good)
+        assert ok.exit_code == 0, ok.output
+        monkeypatch.setenv("AKENEO_MEDIA_CLIENT_SECRET", "wrong")
+        refused = run("check", "--no-dam", "--json", "--config", good)
+        assert refused.exit_code == 1, refused.output
+        finding = json.loads(refused.stdout)["findings"][0]
+        assert finding["path"] == "environment AKENEO_MEDIA_*"
+        assert "refused the media connection" in finding["message"]
+        assert "wrong" not in refused.output
+        monkeypatch.setenv("AKENEO_MEDIA_CLIENT_ID", "sandbox-client")
+        same = run("check", "--no-dam", "--config", good)
+        assert same.exit_code == 1 and "is the main connection" in same.stdout
+        monkeypatch.delenv("AKENEO_MEDIA_PASSWORD")
+        partial = run("check", "--no-dam", "--config", good)
+        assert partial.exit_code == 2 and "AKENEO_MEDIA_PASSWORD" in partial.stderr
+    finally:
+        sandbox.update_settings(extra_clients={})
+
+
 def test_check_config_errors_exit_2(env, tmp_path):
     bad = dict(CONFIG, pim={"timeout": -1}, families={"packshots": {"mapping": {}}})
     result = run("check", "--config", write_config(tmp_path, bad))

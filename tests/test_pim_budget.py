@@ -266,3 +266,38 @@ def test_redis_outage_is_a_transient_error():
     budget = RequestBudget(dead, Keys("nowhere"), max_wait=0.5)
     with pytest.raises(TransientPimError, match="budget unavailable"):
         budget.acquire()
+
+
+def test_the_media_connection_has_slots_of_its_own_and_shares_the_instance_rate(
+    redis_client, namespace
+):
+    """Akeneo: 4 concurrent calls per connection, 100 requests/s per instance. Uploads on
+    their own connection (AKENEO_MEDIA_*) never wait for a bulk PATCH's slot, but every
+    request of both counts against one rate and one Retry-After gate."""
+    from connector.pim.budget import MEDIA_CONNECTION
+
+    config = PimConfig(max_in_flight=2, media_max_in_flight=3, requests_per_second=50)
+    main = RequestBudget.from_config(redis_client, Keys(namespace), config, max_wait=0.2,
+                                     poll_interval=POLL)
+    media = RequestBudget.from_config(redis_client, Keys(namespace), config, max_wait=0.2,
+                                      poll_interval=POLL, connection=MEDIA_CONNECTION)
+    assert (main.max_in_flight, media.max_in_flight) == (2, 3)
+    held = [main.acquire(), main.acquire()]
+    with pytest.raises(TransientPimError):
+        main.acquire()  # the main connection is full...
+    uploads = [media.acquire() for _ in range(3)]  # ...the media one is not
+    assert (main.in_flight(), media.in_flight()) == (2, 3)
+    with pytest.raises(TransientPimError):
+        media.acquire()
+    # one request rate for the instance: both logs are the same key, holding all five
+    assert media.rate_key == main.rate_key
+    assert redis_client.zcard(main.rate_key) == 5
+    # a 429's Retry-After on either connection holds both back
+    assert media.gate_key == main.gate_key
+    for lease in held:
+        main.release(lease)
+    for lease in uploads:
+        media.release(lease)
+    media.block_for(30)
+    with pytest.raises(TransientPimError):
+        main.acquire()

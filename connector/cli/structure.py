@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -236,6 +237,7 @@ def check(as_json: bool, sample: int, no_dam: bool, config_path: str | None) -> 
     client = build_client(config.pim)
     with pim_errors():
         report = run_check(config, client)
+        _check_media_connection(config, report)
         if not no_dam:
             _probe_dams(config, client, report, sample)
     if as_json:
@@ -255,6 +257,40 @@ def check(as_json: bool, sample: int, no_dam: bool, config_path: str | None) -> 
         else:
             click.echo(f"{len(report.errors)} problem(s), {len(report.warnings)} warning(s)")
     exit_with(EXIT_OK if report.ok else EXIT_PROBLEMS)
+
+
+def _check_media_connection(config: Config, report: CheckReport) -> None:
+    """The uploads' own Akeneo connection (AKENEO_MEDIA_*), when one is set: a token is
+    granted, or the finding says what the PIM answered. A partial set exits 2."""
+    from connector.pim.budget import MEDIA_CONNECTION
+    from connector.pim.client import AkeneoClient
+    from connector.pim.errors import PimAuthError, PimError
+    from connector.redis_conn import Keys, get_redis
+    from connector.settings import PimCredentials, SettingsError
+    from connector.structure.check import Finding
+
+    try:
+        credentials = PimCredentials.media_from_env()
+    except SettingsError as exc:
+        fail(str(exc), EXIT_CONFIG)
+    if credentials is None:
+        return
+    path = "environment AKENEO_MEDIA_*"
+    if credentials.client_id == os.environ.get("AKENEO_CLIENT_ID"):
+        report.findings.append(Finding(path, (
+            "the media connection is the main connection (same AKENEO_MEDIA_CLIENT_ID as "
+            "AKENEO_CLIENT_ID): Akeneo counts concurrent calls per connection, so uploads "
+            "and bulk writes would share the same slots over two budgets and get 429s; "
+            "create a second connection in Akeneo or unset AKENEO_MEDIA_*")))
+        return
+    with AkeneoClient(credentials, config.pim, get_redis(), Keys(),
+                      connection=MEDIA_CONNECTION) as media:
+        try:
+            media.tokens.verify_grant()
+        except PimAuthError as exc:
+            report.findings.append(Finding(path, f"the PIM refused the media connection: {exc}"))
+        except PimError as exc:
+            report.findings.append(Finding(path, f"cannot reach the PIM for uploads: {exc}"))
 
 
 def _probe_dams(config: Config, client: AkeneoClient, report: CheckReport, sample: int) -> None:

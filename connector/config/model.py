@@ -21,6 +21,8 @@ from connector.settings import Secret
 class PimConfig:
     timeout: float = 30.0                 # seconds, every HTTP call
     max_in_flight: int = 4                # concurrent requests per connection (fleet-wide)
+    # the same for the media connection (AKENEO_MEDIA_*), when one is set
+    media_max_in_flight: int = 4
     requests_per_second: float = 100.0    # fleet-wide request rate
     option_writes_per_second: float = 3.0 # fleet-wide option PATCH rate
     structure_cache_ttl: int = 900        # seconds

@@ -101,13 +101,16 @@ class TokenManager:
         wait_timeout: float = 60.0,
         poll_interval: float = 0.02,
         refused_backoff: float = 10.0,
+        connection: str = "",
     ) -> None:
         self._credentials = credentials
         self._grant = grant
         self._redis = redis_client
         self._keys = keys
-        self.token_key = keys.of("pim", "token")
-        self.lock_key = keys.of("pim", "token", "lock")
+        # one fleet token per Akeneo connection (the main one keeps its historical keys)
+        scope = ("pim", "token", connection) if connection else ("pim", "token")
+        self.token_key = keys.of(*scope)
+        self.lock_key = keys.of(*scope, "lock")
         self.refresh_margin = refresh_margin
         self.lock_ttl_ms = max(1, int(lock_ttl * 1000))
         self.wait_timeout = wait_timeout
@@ -253,6 +256,19 @@ class TokenManager:
         self._count("password_grants")
         log.info("PIM token: new grant for client %s", self._credentials.client_id)
         return self._store(token)
+
+    def verify_grant(self) -> None:
+        """A password grant that proves the credentials as they are now (`connector
+        check`); the fleet's cached token is neither used nor replaced. PimAuthError when
+        the PIM refuses them."""
+        self._request_token(
+            {
+                "grant_type": "password",
+                "username": self._credentials.username,
+                "password": self._credentials.password.reveal(),
+            },
+            None,
+        )
 
     def _request_token(self, body: dict[str, Any], old_refresh: str | None) -> TokenSet:
         issued_at = self._server_time()

@@ -39,6 +39,9 @@ from connector.redis_conn import Keys
 
 log = logging.getLogger(__name__)
 
+#: the name of the optional second Akeneo connection, for media uploads
+MEDIA_CONNECTION = "media"
+
 # Reasons returned by the acquire script when it refuses.
 GRANTED, WAIT_GATE, WAIT_IN_FLIGHT, WAIT_RATE, WAIT_OPTION = 0, 1, 2, 3, 4
 _REASONS = {
@@ -147,6 +150,7 @@ class RequestBudget:
         window_margin: float = 0.02,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        connection: str = "",
     ) -> None:
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
@@ -162,7 +166,12 @@ class RequestBudget:
         self.poll_interval = poll_interval
         self._clock = clock
         self._sleep = sleep
-        self.in_flight_key = keys.of("pim", "budget", "in_flight")
+        # Akeneo counts concurrent calls per connection, requests per second per instance:
+        # a second connection (media uploads) has in-flight slots of its own and shares
+        # the request rate and the Retry-After gate with the first
+        self.connection = connection
+        self.in_flight_key = (keys.of("pim", "budget", connection, "in_flight") if connection
+                              else keys.of("pim", "budget", "in_flight"))
         self.rate_key = keys.of("pim", "budget", "rate")
         self.option_key = keys.of("pim", "budget", "option_rate")
         self.gate_key = keys.of("pim", "budget", "gate")
@@ -177,18 +186,22 @@ class RequestBudget:
 
     @classmethod
     def from_config(
-        cls, redis_client: redis.Redis, keys: Keys, config: PimConfig, **overrides: float
+        cls, redis_client: redis.Redis, keys: Keys, config: PimConfig, *, connection: str = "",
+        **overrides: float,
     ) -> RequestBudget:
-        """Limits from `PimConfig`; a lease outlives any single call (2 * timeout + 30 s)."""
+        """Limits from `PimConfig`; a lease outlives any single call (2 * timeout + 30 s).
+        The media connection (`connection="media"`) has `media_max_in_flight` slots."""
         kwargs: dict[str, Any] = {
             "max_in_flight": config.max_in_flight,
             "requests_per_second": config.requests_per_second,
             "option_writes_per_second": config.option_writes_per_second,
             "lease_ttl": 2 * config.timeout + 30,
         }
+        if connection == MEDIA_CONNECTION:
+            kwargs["max_in_flight"] = config.media_max_in_flight
         kwargs.update(overrides)
         kwargs["max_in_flight"] = int(kwargs["max_in_flight"])
-        return cls(redis_client, keys, **kwargs)
+        return cls(redis_client, keys, connection=connection, **kwargs)
 
     # ------------------------------------------------------------------ slots
 

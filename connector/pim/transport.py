@@ -54,13 +54,17 @@ class PimTransport:
         keys: Keys | None = None,
         *,
         budget: RequestBudget | None = None,
+        connection: str = "",
     ) -> None:
         self.credentials = credentials
         self.config = config or PimConfig()
         self.base_url = credentials.url.rstrip("/")
         self._redis = redis if redis is not None else get_redis()
         self._keys = keys or Keys()
-        self.budget = budget or RequestBudget.from_config(self._redis, self._keys, self.config)
+        #: "" for the main Akeneo connection, "media" for the uploads' own (if configured)
+        self.connection = connection
+        self.budget = budget or RequestBudget.from_config(self._redis, self._keys, self.config,
+                                                          connection=connection)
         self.tokens = TokenManager(
             credentials,
             self._token_grant,
@@ -69,9 +73,10 @@ class PimTransport:
             refresh_margin=self.config.token_refresh_margin,
             lock_ttl=2 * self.config.timeout + 5,
             wait_timeout=3 * self.config.timeout + 10,
+            connection=connection,
         )
         # one keep-alive pool for every request of this process (connector.http_session)
-        self._session = PooledSession(pool_maxsize=self.config.max_in_flight)
+        self._session = PooledSession(pool_maxsize=self.budget.max_in_flight)
         self._session.headers["Accept"] = "application/json"
         self._stats_lock = threading.Lock()
         self._stats: dict[str, float] = defaultdict(float)

@@ -138,6 +138,7 @@ class Services:
         enqueuer: Enqueuer | None = None,
         transformer_factory: Callable[[Services, SourceConfig], TransformerLike] | None = None,
         quarantine: QuarantineLike | None = None,
+        media_client: PimClientLike | None = None,
     ) -> None:
         self.config = config
         self.redis: SyncRedis = redis_client if redis_client is not None else get_redis()
@@ -149,6 +150,8 @@ class Services:
         if config.alerts.webhooks:  # count new dead letters for the alerts
             self.dead_letters.on_new = lambda source: self.alerts.note_dead_letter(source)
         self._client = client
+        self._client_given = client is not None
+        self._media_client = media_client
         self._cache = cache
         self._sources: dict[str, DamSource] = dict(sources or {})
         self._enqueuer = enqueuer
@@ -205,6 +208,28 @@ class Services:
                     PimCredentials.from_env(), self.config.pim, self.redis, self.keys
                 )
             return self._client
+
+    @property
+    def media_client(self) -> PimClientLike:
+        """Who uploads media files: a client of the second Akeneo connection when
+        AKENEO_MEDIA_* are set (its own in-flight slots, `pim.media_max_in_flight`), else
+        `client`. A client passed in (tests) is used for both unless one is given."""
+        with self._lock:
+            if self._media_client is None:
+                from connector.settings import PimCredentials
+
+                credentials = None if self._client_given else PimCredentials.media_from_env()
+                if credentials is None:
+                    self._media_client = self.client
+                else:
+                    from connector.pim.budget import MEDIA_CONNECTION
+                    from connector.pim.client import AkeneoClient
+
+                    self._media_client = AkeneoClient(
+                        credentials, self.config.pim, self.redis, self.keys,
+                        connection=MEDIA_CONNECTION,
+                    )
+            return self._media_client
 
     @property
     def cache(self) -> StructureCacheLike:
@@ -273,9 +298,10 @@ class Services:
     def close(self) -> None:
         for source in self._sources.values():
             source.close()
-        close = getattr(self._client, "close", None)
-        if callable(close):
-            close()
+        for client in {id(c): c for c in (self._client, self._media_client)}.values():
+            close = getattr(client, "close", None)
+            if callable(close):
+                close()
 
 
 def _default_transformer(services: Services, source: SourceConfig) -> TransformerLike:
@@ -284,7 +310,7 @@ def _default_transformer(services: Services, source: SourceConfig) -> Transforme
 
     media = MediaFileHandler(
         services.source(source.name),
-        services.client,
+        services.media_client,
         services.redis,
         services.keys,
         max_bytes=source.media.max_bytes,

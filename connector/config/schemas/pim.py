@@ -18,6 +18,12 @@ PIM_CREDENTIAL_KEYS = {
     "secret": "AKENEO_CLIENT_SECRET",
     "username": "AKENEO_USERNAME",
     "password": "AKENEO_PASSWORD",
+    # the optional second connection, for media uploads (connector.settings)
+    "media_client_id": "AKENEO_MEDIA_CLIENT_ID",
+    "media_client_secret": "AKENEO_MEDIA_CLIENT_SECRET",
+    "media_secret": "AKENEO_MEDIA_CLIENT_SECRET",
+    "media_username": "AKENEO_MEDIA_USERNAME",
+    "media_password": "AKENEO_MEDIA_PASSWORD",
 }
 
 
@@ -39,6 +45,7 @@ class PimSchema(StrictSchema):
 
     timeout = Duration(minimum=0, exclusive_minimum=True)
     max_in_flight = Int(minimum=1)
+    media_max_in_flight = Int(minimum=1)
     requests_per_second = Float(minimum=0, exclusive_minimum=True)
     option_writes_per_second = Float(minimum=0, exclusive_minimum=True)
     structure_cache_ttl = Duration(integer=True, minimum=1)
