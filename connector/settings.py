@@ -63,13 +63,7 @@ class PimCredentials:
         missing = [n for n in names if not env.get(n)]
         if missing:
             raise SettingsError("missing environment variable(s): " + ", ".join(missing))
-        return cls(
-            url=env["AKENEO_URL"].rstrip("/"),
-            client_id=env["AKENEO_CLIENT_ID"],
-            client_secret=Secret(env["AKENEO_CLIENT_SECRET"]),
-            username=env["AKENEO_USERNAME"],
-            password=Secret(env["AKENEO_PASSWORD"]),
-        )
+        return cls._read(env, names[1:])
 
     @classmethod
     def media_from_env(cls, env: dict[str, str] | None = None) -> PimCredentials | None:
@@ -90,13 +84,15 @@ class PimCredentials:
                 "a media connection needs all of " + ", ".join(names)
                 + "; missing environment variable(s): " + ", ".join(missing)
             )
-        return cls(
-            url=env["AKENEO_URL"].rstrip("/"),
-            client_id=env["AKENEO_MEDIA_CLIENT_ID"],
-            client_secret=Secret(env["AKENEO_MEDIA_CLIENT_SECRET"]),
-            username=env["AKENEO_MEDIA_USERNAME"],
-            password=Secret(env["AKENEO_MEDIA_PASSWORD"]),
-        )
+        return cls._read(env, names)
+
+    @classmethod
+    def _read(cls, env: dict[str, str], names: tuple[str, ...]) -> PimCredentials:
+        """AKENEO_URL and the (client id, secret, username, password) variables `names`."""
+        client_id, secret, username, password = names
+        return cls(url=env["AKENEO_URL"].rstrip("/"), client_id=env[client_id],
+                   client_secret=Secret(env[secret]), username=env[username],
+                   password=Secret(env[password]))
 
 
 #: the optional second Akeneo connection for media uploads (`PimCredentials.media_from_env`)
