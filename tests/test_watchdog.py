@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from connector import pipeline
+from connector.metrics.recorder import field
 from connector.pipeline import Services
 from connector.pipeline.runs import TERMINAL_STATES
 from connector.pipeline.watchdog import progress_signature, resume_run, watch_runs
@@ -96,17 +97,16 @@ def test_whatever_messages_are_lost_the_watched_run_ends_with_every_asset(
     run_id = started.run_id
     clock = 1_000_000.0
     resumes = 0
-    for _ in range(200):
+    for _ in range(400):
         queue.drain(rng=rng, duplicate=0.1)
         if services.runs.get(run_id).state in TERMINAL_STATES:
             break
-        # beat's view: the first look notes the signature, a look STALL later resumes
-        assert watch_runs(services=services, now=clock) == []
-        clock += STALL
+        # beat's view, every STALL: it notes the signature, then resumes once it is quiet
+        # long enough (twice as long after each resume that brought no progress)
         resumed = watch_runs(services=services, now=clock)
-        assert [r.run_id for r in resumed] == [run_id]
-        resumes += 1
-        clock += 1
+        assert [r.run_id for r in resumed] in ([], [run_id])
+        resumes += len(resumed)
+        clock += STALL
     record = services.runs.get(run_id)
     assert record.state == "succeeded", (record, services.runs.errors(run_id))
     # every product asset is in the PIM, once; nothing invented
@@ -146,6 +146,19 @@ def test_a_quiet_run_waits_until_stall_after(namespace: str) -> None:
     assert [k for k, _ in queue.queue] == ["fetch"]
     # watched again from the resume on: not resumed twice for one quiet stretch
     assert watch_runs(services=services, now=100.0 + STALL + 1) == []
+    # that resume's message is lost too (no worker): the next one waits twice as long,
+    # then four times (a fleet away for hours finds a few copies, not one per minute)
+    queue.queue.clear()
+    resumed_at = 100.0 + STALL
+    assert watch_runs(services=services, now=resumed_at + 2 * STALL - 1) == []
+    assert len(watch_runs(services=services, now=resumed_at + 2 * STALL)) == 1
+    resumed_at += 2 * STALL
+    assert watch_runs(services=services, now=resumed_at + 4 * STALL - 1) == []
+    assert len(watch_runs(services=services, now=resumed_at + 4 * STALL)) == 1
+    assert [k for k, _ in queue.queue] == ["fetch", "fetch"]
+    resumed_metric = services.redis.hget(services.keys.of("metrics"),
+                                         field("runs_resumed", "dam", "watchdog"))
+    assert resumed_metric is not None and float(resumed_metric) == 3
     queue.drain()
     assert services.runs.get(started.run_id).state == "succeeded"
 

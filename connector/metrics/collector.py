@@ -39,6 +39,12 @@ LastSuccess = Callable[[str], float | None]
 #: field name in the `metrics` hash → (metric, help, label names)
 COUNTERS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "runs_started": ("connector_runs_started_total", "Runs started.", ("source", "trigger")),
+    "runs_resumed": (
+        "connector_runs_resumed_total",
+        "Runs whose unfinished steps were queued again (connector/pipeline/watchdog.py), "
+        "by who asked: watchdog or operator.",
+        ("source", "by"),
+    ),
     "runs_finished": (
         "connector_runs_finished_total", "Runs finished, by final state.", ("source", "state")
     ),

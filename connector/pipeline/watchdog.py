@@ -16,7 +16,10 @@ idempotent. So the remedy is to queue the run's unfinished steps again:
   signature (chunks and batches cut and done, counters, fetch part) with the one it saw
   before; a run whose signature has not moved for `sync.stall_after` seconds (default
   15 min: longer than the longest retry countdown plus a task's time limit, so a run
-  that merely waits is left alone) is resumed, then watched again from that moment;
+  that merely waits is left alone) is resumed, then watched again from that moment.
+  A resume that brought no progress (no worker consumes the queues) is followed by the
+  next one only after twice the wait, up to MAX_BACKOFF times `stall_after`: a fleet
+  whose workers are away for hours does not find a pile of copies when it comes back;
 - `resume_run` (also `connector resume RUN_ID`) queues the fetch part the checkpoint
   names when the fetch is not done, a transform for every chunk not done, a push for
   every batch not done; when nothing is left but the run's end (its finisher died), it
@@ -36,6 +39,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from connector.metrics.recorder import field as metric_field
+from connector.metrics.recorder import metrics_key
 from connector.pipeline.completion import after_task, finish_run
 from connector.pipeline.runs import TERMINAL_STATES
 from connector.pipeline.services import Services, get_services
@@ -47,6 +52,9 @@ log = logging.getLogger(__name__)
 WATCHED_RUNS = 5
 #: the caller name the watchdog uses in the completion check
 WATCHDOG_CALLER = "watchdog"
+#: a run resumed n times in a row without progress waits stall_after x 2^n (at most this
+#: many times stall_after) before the next resume
+MAX_BACKOFF = 16
 
 
 @dataclass
@@ -123,28 +131,35 @@ def watch_runs(
             if record.state in TERMINAL_STATES:
                 continue
             signature = progress_signature(s, run_id)
-            seen_sig, seen_at = s.redis.hmget(s.runs.prefix(run_id), "watch_sig", "watch_at")
+            prefix = s.runs.prefix(run_id)
+            seen_sig, seen_at, quiet_resumes = s.redis.hmget(
+                prefix, "watch_sig", "watch_at", "watch_resumes")
             if seen_sig is None or seen_sig.decode() != signature or seen_at is None:
-                s.redis.hset(s.runs.prefix(run_id),
-                             mapping={"watch_sig": signature, "watch_at": repr(moment)})
+                # it moved (or is seen for the first time): watched from now, no backoff
+                s.redis.hset(prefix, mapping={"watch_sig": signature, "watch_at": repr(moment),
+                                              "watch_resumes": 0})
                 continue
             still = moment - float(seen_at)
-            if still < stall_after:
+            resumes = int(quiet_resumes or 0)
+            if still < stall_after * min(2 ** resumes, MAX_BACKOFF):
                 continue
             outcome = resume_run(
                 run_id, reason=f"no progress for {still:.0f} s (sync.stall_after "
-                f"{stall_after:g} s)", services=s,
+                f"{stall_after:g} s)", services=s, by="watchdog",
             )
-            # watched again from now: the next resume only after another quiet stretch
-            s.redis.hset(s.runs.prefix(run_id), mapping={
-                "watch_sig": progress_signature(s, run_id), "watch_at": repr(moment)})
+            # watched again from now; a resume that brought no progress is followed by the
+            # next one only after twice the wait (workers away: no pile of copies)
+            s.redis.hset(prefix, mapping={
+                "watch_sig": progress_signature(s, run_id), "watch_at": repr(moment),
+                "watch_resumes": resumes + 1})
             resumed.append(outcome)
     return resumed
 
 
 def resume_run(run_id: str, *, reason: str = "asked by an operator",
-               services: Services | None = None) -> Resumed:
-    """Queue again what run `run_id` has not done (see the module docstring)."""
+               services: Services | None = None, by: str = "operator") -> Resumed:
+    """Queue again what run `run_id` has not done (see the module docstring); `by`
+    (operator | watchdog) labels the `connector_runs_resumed_total` metric."""
     s = services or get_services()
     record = s.runs.get(run_id)
     out = Resumed(run_id, record.source, reason)
@@ -175,6 +190,8 @@ def resume_run(run_id: str, *, reason: str = "asked by an operator",
     if out.queued == 0 and finisher is not None:
         out.ended = True  # its finisher died after claiming the end
     runs.count(run_id, "resumed")
+    # written at once, like runs_started: the CLI process exits before a periodic flush
+    s.redis.hincrbyfloat(metrics_key(s.keys), metric_field("runs_resumed", record.source, by), 1)
     runs.add_error(run_id, f"resumed: {reason}; {out.summary()}", fatal=False)
     log.warning("run %s (%s) resumed: %s; %s", run_id, record.source, reason, out.summary())
 
