@@ -482,8 +482,8 @@ ERROR_CASES: list[tuple[str, Any, str | None]] = [
     ("pim/media_password", "x", "pim.media_password: PIM credentials are not read from the "
      "file: set AKENEO_MEDIA_PASSWORD in the environment"),
     ("pim/rate", "x", "pim.rate: unknown key (allowed: channels, locales, max_in_flight, "
-     "media_max_in_flight, option_writes_per_second, requests_per_second, structure_cache_ttl, timeout, "
-     "token_refresh_margin)"),
+     "media_max_in_flight, option_writes_per_second, requests_per_second, "
+     "structure_cache_ttl, timeout, token_refresh_margin)"),
     ("families/packshots/mappings", {}, 'families.packshots.mappings: unknown key; did you mean '
      '"mapping"?'),
     ("families/packshots/match", {}, "families.packshots.match: give exactly one of property, "
