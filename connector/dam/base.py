@@ -117,6 +117,10 @@ class DamSource(abc.ABC):
     """Read-only view of one DAM."""
 
     name: str
+    #: how many `get` calls a caller may run at once, in threads (1: one after another).
+    #: An adapter whose client is thread-safe and budgeted raises it: a webhook batch of
+    #: 100 ids then waits for 100 / n DAM round trips, not 100.
+    concurrent_gets: int = 1
 
     @abc.abstractmethod
     def changed_since(self, since: datetime | None) -> Iterator[Page]:

@@ -132,6 +132,15 @@ class RestSource(DamSource):
     def __repr__(self) -> str:
         return f"RestSource(name={self.name!r}, base_url={safe_url(self.base_url)!r})"
 
+    @property
+    def concurrent_gets(self) -> int:  # type: ignore[override]
+        """Half the DAM's fleet-wide budget (`rest.max_in_flight`), at least 1: a batch
+        never takes every slot (the fetch, media downloads and other workers keep theirs),
+        and a worker killed mid-batch holds at most half of them until its leases expire.
+        The session pools that many connections; the throttle and the auth are
+        thread-safe."""
+        return max(1, self.config.max_in_flight // 2)
+
     # ------------------------------------------------------------ DamSource
 
     def changed_since(self, since: datetime | None) -> Iterator[Page]:

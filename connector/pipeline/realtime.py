@@ -20,7 +20,7 @@ from connector.pipeline.deletions import apply_deletions
 from connector.pipeline.errors import SyncUnavailableError
 from connector.pipeline.services import Services, get_services
 from connector.pipeline.steps.common import PIM_BULK_LIMIT, Context
-from connector.pipeline.steps.fetch import get_current
+from connector.pipeline.steps.fetch import get_current_many
 from connector.pipeline.steps.push import push_assets
 from connector.transform.result import Quarantined, Skipped, TransformedAsset
 
@@ -57,14 +57,16 @@ def sync_assets_by_id(
     gone = list(dict.fromkeys(deleted_ids))
     results: list[TransformedAsset | Quarantined | Skipped] = []
     use_records = bool(records) and not _can_get(s, source) and hasattr(dam, "normalise")
-    for dam_id in dict.fromkeys(asset_ids):
-        if dam_id in gone:
-            continue
+    wanted = [d for d in dict.fromkeys(asset_ids) if d not in gone]
+    carried = {d for d in wanted if use_records and records is not None and d in records}
+    # the DAM's current records, read at once (in threads where the adapter allows)
+    read = get_current_many(dam, [d for d in wanted if d not in carried])
+    for dam_id in wanted:
         current: DamAsset | BadRecord | None
-        if use_records and records is not None and dam_id in records:
+        if dam_id in carried and records is not None:
             current = dam.normalise(records[dam_id])  # type: ignore[attr-defined]
         else:
-            current = get_current(dam, dam_id)
+            current = read[dam_id]
         if current is None:
             gone.append(dam_id)
             continue

@@ -353,7 +353,10 @@ def test_worker_killed_mid_batch_loses_no_event(env: Env) -> None:
     assets = ids(env, 120, 20)
     store = env.store("hooks")
     wait_for(lambda: env.idle("hooks"), timeout=30)
-    env.dam.configure(latency=0.4)  # the flush now spends seconds reading the DAM
+    # the flush now spends seconds reading the DAM (its reads run half the DAM's budget at
+    # a time: 20 ids, 2 at once, 1 s each = 10 s), so the kill lands before its push; the
+    # killed worker's 2 DAM leases stay taken until they expire, the other 2 are free
+    env.dam.configure(latency=1.0)
     try:
         for dam_id in assets:
             assert env.post("hooks", {"event": "asset.updated", "asset_id": dam_id}).ok

@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
@@ -80,6 +81,20 @@ def get_current(dam: DamSource, dam_id: str) -> DamAsset | BadRecord | None:
         if isinstance(bad, BadRecord):
             return bad
         raise
+
+
+def get_current_many(dam: DamSource, ids: Sequence[str]
+                     ) -> dict[str, DamAsset | BadRecord | None]:
+    """`get_current` of each id, in `ids`' order; in threads when the adapter allows it
+    (`DamSource.concurrent_gets`, bounded by the DAM's fleet-wide budget anyway), so that
+    a real-time batch of 100 ids is not 100 DAM round trips one after another. The first
+    error is raised, as one after another would."""
+    workers = min(len(ids), max(1, int(getattr(dam, "concurrent_gets", 1))))
+    if workers <= 1:
+        return {dam_id: get_current(dam, dam_id) for dam_id in ids}
+    with ThreadPoolExecutor(workers, thread_name_prefix=f"dam-get-{dam.name}") as pool:
+        found = list(pool.map(lambda dam_id: get_current(dam, dam_id), ids))
+    return dict(zip(ids, found, strict=True))
 
 
 class ChunkWriter:
@@ -239,8 +254,7 @@ def _fetch_ids(
     total = int(s.redis.llen(s.runs.key(record.run_id, "ids")))
     for ids in s.runs.asset_ids(record.run_id, page=size, start=read * size):
         gone: list[str] = []
-        for dam_id in ids:
-            current = get_current(source, dam_id)
+        for dam_id, current in get_current_many(source, ids).items():
             if current is None:
                 gone.append(dam_id)
             elif isinstance(current, BadRecord):
