@@ -239,14 +239,7 @@ class TokenManager:
                 self._count("refresh_failures")
                 log.info("PIM token: refresh refused (%s); re-authenticating", exc.status)
         try:
-            token = self._request_token(
-                {
-                    "grant_type": "password",
-                    "username": self._credentials.username,
-                    "password": self._credentials.password.reveal(),
-                },
-                None,
-            )
+            token = self._request_token(self._password_grant(), None)
         except PimAuthError as exc:
             # Remember the refusal: every batch asking again would be a login storm.
             self._refused, self._local = exc, None
@@ -261,14 +254,14 @@ class TokenManager:
         """A password grant that proves the credentials as they are now (`connector
         check`); the fleet's cached token is neither used nor replaced. PimAuthError when
         the PIM refuses them."""
-        self._request_token(
-            {
-                "grant_type": "password",
-                "username": self._credentials.username,
-                "password": self._credentials.password.reveal(),
-            },
-            None,
-        )
+        self._request_token(self._password_grant(), None)
+
+    def _password_grant(self) -> dict[str, Any]:
+        return {
+            "grant_type": "password",
+            "username": self._credentials.username,
+            "password": self._credentials.password.reveal(),
+        }
 
     def _request_token(self, body: dict[str, Any], old_refresh: str | None) -> TokenSet:
         issued_at = self._server_time()
