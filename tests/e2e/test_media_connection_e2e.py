@@ -15,7 +15,7 @@ import pytest
 
 from sandbox.harness import PIM_PASSWORD, PIM_USERNAME
 from tests.e2e.expected import check_pim_matches_dam
-from tests.e2e.world import World
+from tests.e2e.world import SOURCE, World
 
 pytestmark = pytest.mark.timeout(300)
 MEDIA_CLIENT, MEDIA_SECRET = "sandbox-media-client", "media-secret"
@@ -57,3 +57,28 @@ def test_uploads_use_the_media_connection_and_writes_the_main_one(world: World) 
     assert not any(key.endswith(" 429") for key in counters["requests"]), counters["requests"]
     busiest = counters["max_concurrent_by_client"]
     assert busiest[MEDIA_CLIENT] <= 4 and busiest["sandbox-client"] <= 4, busiest
+
+
+def test_a_partial_media_connection_fails_the_run_saying_which_variable(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """A new user sets three of the four AKENEO_MEDIA_* variables: no upload goes out on
+    a half-configured connection, nothing is written to the PIM through the main one in
+    its place, and the run's error names the missing variable."""
+    w = World(tmp_path, redis_url, 60, extra_env={
+        "AKENEO_MEDIA_CLIENT_ID": MEDIA_CLIENT, "AKENEO_MEDIA_CLIENT_SECRET": MEDIA_SECRET,
+        "AKENEO_MEDIA_USERNAME": PIM_USERNAME,
+    })
+    try:
+        w.start()
+        assert w.pim is not None
+        w.start_worker(2)
+        report = w.sync(timeout=120)
+        assert report["state"] == "failed", report
+        assert "AKENEO_MEDIA_PASSWORD" in (report["error"] or ""), report
+        uploads = [r for r in w.pim.log() if f"{r['method']} {r['template']}" == UPLOAD]
+        assert uploads == []
+        assert w.services is not None
+        assert w.services.runs.watermark(SOURCE) is None  # a failed run moves nothing
+    finally:
+        w.stop()
